@@ -1,0 +1,66 @@
+// Package jails turns log lines into ban decisions: it compiles failregex
+// patterns (with <HOST>), matches lines behind a literal prefilter, counts
+// failures in sliding findtime windows and decides bans. It is pure: no
+// firewall, no storage, no clock of its own (time comes with the line).
+package jails
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Jail is one compiled jail definition.
+type Jail struct {
+	Name        string
+	Enabled     bool
+	Sources     []string // names of the sources this jail reads
+	Failregex   []*Pattern
+	Ignoreregex []*Pattern
+	MaxRetry    int
+	FindTime    time.Duration
+	BanTime     time.Duration
+	Key         Key
+	Increment   Increment
+	Ignore      []netip.Prefix // per-jail ignore list, on top of the global one
+}
+
+// Key says what a failure is counted against: the address itself, or the
+// prefix that contains it (V4Bits for IPv4, V6Bits for IPv6).
+type Key struct {
+	V4Bits int // 32 = the address
+	V6Bits int // 128 = the address
+}
+
+// Increment escalates bans for repeat offenders:
+// bantime * Factor^(n-1), capped at Max. Factor 0 or 1 means no escalation.
+type Increment struct {
+	Factor float64
+	Max    time.Duration
+}
+
+// Hit is one matched failure.
+type Hit struct {
+	Jail *Jail
+	Addr netip.Addr // unmapped
+	User string     // from (?P<user>...), if any
+	Time time.Time  // the line's own timestamp, else the read time
+	Line string
+}
+
+// Decision is a ban the counter decided on.
+type Decision struct {
+	Jail     *Jail
+	Key      netip.Prefix // the address (/32, /128) or the keyed prefix
+	Addr     netip.Addr   // the address whose failure tipped it
+	Time     time.Time    // time of the tipping failure
+	Failures int
+	Lines    []string // the lines in the window, oldest first (bounded)
+}
+
+// Window is a counter's state for one (jail, key), for checkpointing.
+type Window struct {
+	Jail  string
+	Key   netip.Prefix
+	Times []time.Time
+	Lines []string
+}

@@ -1,0 +1,207 @@
+package jails
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Matcher matches log lines against a set of jails. It is safe for
+// concurrent use: it holds no per-line state and its counters are atomic.
+type Matcher struct {
+	all       *group            // every jail: source "" (replay)
+	bySource  map[string]*group // jails reading each source
+	prefilter bool
+
+	lines, matched, hits, badHost, ignored atomic.Uint64
+}
+
+// MatcherStats are the Matcher's counters since it was made.
+type MatcherStats struct {
+	Lines   uint64 // lines given to Match
+	Matched uint64 // lines that gave at least one hit
+	Hits    uint64 // hits (a line can hit several jails)
+	BadHost uint64 // lines a failregex matched whose host was not an address, and that gave no hit
+	Ignored uint64 // lines whose hits an ignoreregex suppressed, and that gave no hit
+}
+
+// group is the jails of one source, with one automaton over all the
+// literals their patterns require.
+type group struct {
+	jails []mjail
+	ac    *automaton
+}
+
+type mjail struct {
+	jail   *Jail
+	fail   []mpattern
+	ignore []mpattern
+}
+
+// mpattern is a pattern with the ids (in its group's automaton) of the
+// literals one of which a line must contain; no ids: always run.
+type mpattern struct {
+	p   *Pattern
+	ids []int32
+}
+
+// NewMatcher builds a matcher over js. It takes jails as given, enabled or
+// not: choosing which to run is the caller's business.
+func NewMatcher(js []*Jail) *Matcher {
+	return newMatcher(js, true)
+}
+
+func newMatcher(js []*Jail, prefilter bool) *Matcher {
+	m := &Matcher{
+		all:       newGroup(js),
+		bySource:  make(map[string]*group),
+		prefilter: prefilter,
+	}
+	var sources []string
+	for _, j := range js {
+		for _, s := range j.Sources {
+			if !slices.Contains(sources, s) {
+				sources = append(sources, s)
+			}
+		}
+	}
+	for _, s := range sources {
+		var sel []*Jail
+		for _, j := range js {
+			if slices.Contains(j.Sources, s) {
+				sel = append(sel, j)
+			}
+		}
+		m.bySource[s] = newGroup(sel)
+	}
+	return m
+}
+
+func newGroup(js []*Jail) *group {
+	g := &group{}
+	var lits []string
+	index := make(map[string]int32)
+	compile := func(ps []*Pattern) []mpattern {
+		out := make([]mpattern, 0, len(ps))
+		for _, p := range ps {
+			mp := mpattern{p: p}
+			for _, l := range p.literals {
+				id, ok := index[l]
+				if !ok {
+					id = int32(len(lits))
+					index[l] = id
+					lits = append(lits, l)
+				}
+				mp.ids = append(mp.ids, id)
+			}
+			out = append(out, mp)
+		}
+		return out
+	}
+	for _, j := range js {
+		g.jails = append(g.jails, mjail{jail: j, fail: compile(j.Failregex), ignore: compile(j.Ignoreregex)})
+	}
+	g.ac = newAutomaton(lits)
+	return g
+}
+
+// seenWords is how many literals the on-stack bitset holds (64 each);
+// groups with more literals get a heap bitset.
+const seenWords = 8
+
+// Match appends to dst a hit for every jail reading source (every jail if
+// source is "") that line fails. read is when the line was read; a hit's
+// time is the line's own timestamp when it has one. Within a jail the
+// first failregex that matches decides, and a matching ignoreregex
+// suppresses the jail's hit. Hits share line's memory.
+func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
+	m.lines.Add(1)
+	g := m.all
+	if source != "" {
+		g = m.bySource[source]
+	}
+	if g == nil || len(g.jails) == 0 {
+		return dst
+	}
+	var small [seenWords]uint64
+	var seen []uint64
+	if m.prefilter && g.ac != nil {
+		seen = small[:]
+		if need := (g.ac.nlit + 63) / 64; need > seenWords {
+			seen = make([]uint64, need)
+		}
+		g.ac.scan(line, seen)
+	}
+	n0 := len(dst)
+	var bad, ignored bool
+	var when time.Time
+	for i := range g.jails {
+		mj := &g.jails[i]
+		for _, fp := range mj.fail {
+			if !applies(fp, seen) {
+				continue
+			}
+			addr, user, res := fp.p.match(line)
+			if res == noMatch {
+				continue
+			}
+			if res == badHost {
+				bad = true
+				break
+			}
+			if ignoredBy(mj.ignore, line, seen) {
+				ignored = true
+				break
+			}
+			if when.IsZero() {
+				when = LineTime(line, read)
+			}
+			dst = append(dst, Hit{Jail: mj.jail, Addr: addr, User: user, Time: when, Line: line})
+			break
+		}
+	}
+	switch n := len(dst) - n0; {
+	case n > 0:
+		m.matched.Add(1)
+		m.hits.Add(uint64(n))
+	case bad:
+		m.badHost.Add(1)
+	case ignored:
+		m.ignored.Add(1)
+	}
+	return dst
+}
+
+// applies says whether the prefilter lets p run: seen is nil when the
+// prefilter is off.
+func applies(p mpattern, seen []uint64) bool {
+	if seen == nil || len(p.ids) == 0 {
+		return true
+	}
+	for _, id := range p.ids {
+		if seen[id>>6]&(1<<(id&63)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func ignoredBy(ps []mpattern, line string, seen []uint64) bool {
+	for _, p := range ps {
+		if applies(p, seen) && p.p.re.MatchString(line) {
+			return true
+		}
+	}
+	return false
+}
+
+// Stats returns the matcher's counters.
+func (m *Matcher) Stats() MatcherStats {
+	return MatcherStats{
+		Lines:   m.lines.Load(),
+		Matched: m.matched.Load(),
+		Hits:    m.hits.Load(),
+		BadHost: m.badHost.Load(),
+		Ignored: m.ignored.Load(),
+	}
+}

@@ -1,0 +1,167 @@
+package jails
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+)
+
+// HostTag is the placeholder a failregex uses for the client address.
+const HostTag = "<HOST>"
+
+// hostGroup prefixes the names of the capture groups <HOST> expands to.
+// Users are unlikely to pick it for their own groups.
+const hostGroup = "smtpban_host"
+
+// The <HOST> expansion is deliberately permissive: it also accepts host
+// names, so that a line whose "address" is garbage (unknown[unknown],
+// a hostname) still matches and is counted as a bad host instead of
+// silently not matching. net/netip decides what is an address.
+const (
+	hostIPv4 = `(?:[0-9]{1,3}\.){3}[0-9]{1,3}`
+	hostIPv6 = `(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{1,4})?`
+	hostName = `[0-9A-Za-z_](?:[0-9A-Za-z_.-]*[0-9A-Za-z_])?`
+	hostAddr = hostIPv4 + `|` + hostIPv6 + `|` + hostName
+)
+
+// Pattern is a compiled failregex or ignoreregex.
+type Pattern struct {
+	expr     string
+	re       *regexp.Regexp
+	hosts    []int    // capture group indexes of the <HOST> expansions
+	user     int      // capture group index of (?P<user>...), or -1
+	literals []string // at least one must occur in a matching line; nil: no prefilter
+}
+
+// CompileFailregex compiles a failregex: it must contain <HOST>.
+func CompileFailregex(expr string) (*Pattern, error) {
+	if !strings.Contains(expr, HostTag) {
+		return nil, fmt.Errorf("failregex has no %s: %q", HostTag, expr)
+	}
+	return compile(expr)
+}
+
+// CompileIgnoreregex compiles an ignoreregex: <HOST> is allowed, not needed.
+func CompileIgnoreregex(expr string) (*Pattern, error) {
+	return compile(expr)
+}
+
+// MustCompileFailregex is CompileFailregex for tests and constants.
+func MustCompileFailregex(expr string) *Pattern {
+	p, err := CompileFailregex(expr)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func compile(expr string) (*Pattern, error) {
+	// Check the expression as the user wrote it first (<HOST> is valid
+	// regex syntax as literal text), so that a syntax error quotes the
+	// user's own fragment rather than our expansion.
+	if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
+		return nil, regexError(err)
+	}
+	expanded := expandHost(expr)
+	re, err := regexp.Compile(expanded)
+	if err != nil {
+		return nil, regexError(err)
+	}
+	p := &Pattern{expr: expr, re: re, user: -1}
+	for i, name := range re.SubexpNames() {
+		switch {
+		case strings.HasPrefix(name, hostGroup):
+			p.hosts = append(p.hosts, i)
+		case name == "user" && p.user < 0:
+			p.user = i
+		}
+	}
+	tree, err := syntax.Parse(expanded, syntax.Perl)
+	if err != nil {
+		return nil, regexError(err)
+	}
+	p.literals = requiredLiterals(tree.Simplify())
+	return p, nil
+}
+
+// regexError turns a regexp/syntax error into "what: `fragment`", without
+// the "error parsing regexp" preamble the config layer would repeat.
+func regexError(err error) error {
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		if se.Expr == "" {
+			return errors.New(se.Code.String())
+		}
+		return fmt.Errorf("%s: `%s`", se.Code, se.Expr)
+	}
+	return err
+}
+
+// expandHost replaces each <HOST> with a pair of alternative captures:
+// bracketed ([addr], brackets not captured) or bare.
+func expandHost(expr string) string {
+	var b strings.Builder
+	n := 0
+	for {
+		i := strings.Index(expr, HostTag)
+		if i < 0 {
+			b.WriteString(expr)
+			return b.String()
+		}
+		b.WriteString(expr[:i])
+		name := hostGroup + strconv.Itoa(n)
+		fmt.Fprintf(&b, `(?:\[(?P<%sb>%s)\]|(?P<%s>%s))`, name, hostAddr, name, hostAddr)
+		expr = expr[i+len(HostTag):]
+		n++
+	}
+}
+
+// String returns the expression as written, with <HOST> unexpanded.
+func (p *Pattern) String() string { return p.expr }
+
+// Literals returns the substrings of which at least one occurs in every
+// line the pattern matches (the prefilter), or nil if there is none useful.
+func (p *Pattern) Literals() []string { return append([]string(nil), p.literals...) }
+
+// matchResult says what a pattern made of a line.
+type matchResult int
+
+const (
+	noMatch matchResult = iota
+	badHost             // matched, but the captured host is not an address
+	matched
+)
+
+// match runs the pattern on line. It calls the cheap MatchString first so
+// that a line that does not match allocates nothing.
+func (p *Pattern) match(line string) (netip.Addr, string, matchResult) {
+	if !p.re.MatchString(line) {
+		return netip.Addr{}, "", noMatch
+	}
+	if len(p.hosts) == 0 {
+		return netip.Addr{}, "", matched
+	}
+	loc := p.re.FindStringSubmatchIndex(line)
+	if loc == nil {
+		return netip.Addr{}, "", noMatch
+	}
+	var user string
+	if p.user >= 0 && loc[2*p.user] >= 0 {
+		user = line[loc[2*p.user]:loc[2*p.user+1]]
+	}
+	for _, g := range p.hosts {
+		if loc[2*g] < 0 {
+			continue
+		}
+		a, err := netip.ParseAddr(line[loc[2*g]:loc[2*g+1]])
+		if err != nil {
+			return netip.Addr{}, user, badHost
+		}
+		return a.Unmap().WithZone(""), user, matched
+	}
+	return netip.Addr{}, user, badHost
+}
