@@ -1,0 +1,55 @@
+# smtpban main configuration (installed as /etc/smtpban/smtpban.hcl).
+# `smtpban check` validates it and every file it includes.
+#
+# Durations are strings: "90s", "10m", "1h", "1d", "1w", "1d12h".
+# Regexes are HCL strings: write each regex backslash twice ("\\[", "\\d").
+
+# Bans, failure windows and read positions (bbolt).
+state_dir = "/var/lib/smtpban"
+
+# Control socket for the smtpban client (root only).
+socket = "/run/smtpban/smtpband.sock"
+
+# Jail files, relative to this file's directory. Left out, this defaults to
+# ["jails.d/*.hcl"]; `include = []` reads none.
+include = ["jails.d/*.hcl"]
+
+# Addresses and networks never banned, in addition to loopback and the
+# host's own addresses. Put your office, monitoring and backup MX here,
+# e.g. ["192.0.2.0/24", "2001:db8:1::/48", "198.51.100.7"].
+ignore = []
+
+# Debian 12 has no rsyslog by default: Postfix and Dovecot log to the
+# journal only. One source for both, so each line is read once; the jails
+# in jails.d read "mail". A multi-instance Postfix (postfix-out/smtpd) needs
+# its identifiers added here.
+source "journal" "mail" {
+  match = [
+    "SYSLOG_IDENTIFIER=postfix/smtpd",
+    "SYSLOG_IDENTIFIER=postfix/submission/smtpd",
+    "SYSLOG_IDENTIFIER=postfix/smtps/smtpd",
+    "SYSLOG_IDENTIFIER=postfix/postscreen",
+    "SYSLOG_IDENTIFIER=dovecot",
+  ]
+}
+
+# With rsyslog writing /var/log/mail.log, read the file instead: delete the
+# journal source above and uncomment this line. The jails are the same.
+# source "file" "mail" { path = "/var/log/mail.log" }
+
+# Bans go into smtpban's own nftables table (family inet), on the mail
+# ports only. IMAP, POP3 and ManageSieve are listed because the dovecot jail
+# bans guessers on those. `firewall "dryrun" {}` only logs what it would do.
+firewall "nftables" {
+  table = "smtpban"
+  ports = [25, 465, 587, 110, 143, 993, 995, 4190]
+  # true: drop banned addresses on every port.
+  all_ports = false
+  # true: answer with a TCP reset instead of dropping silently.
+  reject = false
+  # No ban ever covers more than a /16 (IPv4) or a /32 (IPv6).
+  min_prefix_v4 = 16
+  min_prefix_v6 = 32
+  # How often the kernel's table is checked against the stored bans.
+  resync = "10s"
+}

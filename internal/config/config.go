@@ -1,0 +1,50 @@
+// Package config loads smtpban's HCL configuration: the main file and the
+// jail files it includes. Every problem is reported at once, each at its
+// file:line:col.
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"smtpban/jails"
+)
+
+// DefaultPath is where smtpband and smtpban look for the config.
+const DefaultPath = "/etc/smtpban/smtpban.hcl"
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	File     string   // the main file, as given
+	Files    []string // every file loaded: the main file, then the included ones
+	StateDir string
+	Socket   string
+	Ignore   []netip.Prefix // global ignore list (loopback is always ignored too)
+	Sources  []Source
+	Jails    []*jails.Jail // every jail, enabled or not
+	Firewall Firewall
+}
+
+// Source is a `source "file"|"journal" "NAME" {}` block.
+type Source struct {
+	Kind  string // "file" or "journal"
+	Name  string
+	Path  string   // file
+	Match []string // journal: FIELD=value matches
+	// journal: a directory or file of journal files instead of the system
+	// journal (tests, and reading another machine's journal).
+	Directory string
+	Files     []string
+}
+
+// Firewall is the `firewall "dryrun"|"nftables" {}` block.
+type Firewall struct {
+	Kind        string // "dryrun" or "nftables"
+	Table       string // nftables table name, default "smtpban" (family inet)
+	Ports       []int  // default 25, 465, 587
+	AllPorts    bool
+	Reject      bool // reject with TCP reset instead of drop
+	MinPrefixV4 int  // shortest IPv4 prefix ever added, default 16
+	MinPrefixV6 int  // shortest IPv6 prefix ever added, default 32
+	Resync      time.Duration
+}

@@ -1,0 +1,259 @@
+package config
+
+import (
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"smtpban/jails"
+)
+
+// Jail defaults, for attributes a jail block leaves out.
+const (
+	DefaultMaxRetry = 5
+	DefaultFindTime = 10 * time.Minute
+	DefaultBanTime  = time.Hour
+	// DefaultIncrementMax caps escalation when bantime_increment has no
+	// max: doubling without a cap would reach years within a few dozen bans.
+	DefaultIncrementMax = Week
+)
+
+var jailSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "source"},
+		{Name: "sources"},
+		{Name: "enabled"},
+		{Name: "failregex", Required: true},
+		{Name: "ignoreregex"},
+		{Name: "maxretry"},
+		{Name: "findtime"},
+		{Name: "bantime"},
+		{Name: "key"},
+		{Name: "ignore"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "bantime_increment"}},
+}
+
+var incrementSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "factor", Required: true},
+		{Name: "max"},
+	},
+}
+
+// jailDef is a jail as decoded, with the ranges later checks point at.
+type jailDef struct {
+	jail  *jails.Jail
+	keyAt hcl.Range // the key value, or the block's name when defaulted
+}
+
+// jail decodes a jail block. Jails are enabled unless they say otherwise:
+// writing one means wanting it.
+func (l *loader) jail(b *hcl.Block) {
+	name, nameAt := b.Labels[0], b.LabelRanges[0]
+	l.checkName("jail", name, nameAt)
+	dup := !l.defined(l.jailDefs, "jail", name, nameAt)
+	content, hds := b.Body.Content(jailSchema)
+	l.diags = append(l.diags, fromHCL(hds)...)
+	attrs := content.Attributes
+
+	j := &jails.Jail{
+		Name:     name,
+		Enabled:  true,
+		MaxRetry: DefaultMaxRetry,
+		FindTime: DefaultFindTime,
+		BanTime:  DefaultBanTime,
+		Key:      jails.Key{V4Bits: 32, V6Bits: 128},
+	}
+	def := &jailDef{jail: j, keyAt: nameAt}
+	if a, ok := attrs["enabled"]; ok {
+		j.Enabled, _ = l.boolean(a.Expr, "enabled")
+	}
+	l.jailSources(def, b, attrs)
+	if a, ok := attrs["failregex"]; ok {
+		j.Failregex = l.patterns(a.Expr, "failregex", jails.CompileFailregex)
+		if es, hds := hcl.ExprList(a.Expr); len(es) == 0 && !hds.HasErrors() {
+			l.errorf(a.Expr.Range(), "Missing failregex", "jail %q has no failregex, so it can never match", name)
+		}
+	}
+	if a, ok := attrs["ignoreregex"]; ok {
+		j.Ignoreregex = l.patterns(a.Expr, "ignoreregex", jails.CompileIgnoreregex)
+	}
+	if a, ok := attrs["maxretry"]; ok {
+		f, ok := l.number(a.Expr, "maxretry")
+		if ok {
+			i, acc := f.Int64()
+			if !f.IsInt() || acc != big.Exact || i < 1 || i > 1<<20 {
+				l.errorf(a.Expr.Range(), "Invalid maxretry", "maxretry is %s; it must be a whole number, at least 1", f.Text('g', -1))
+			} else {
+				j.MaxRetry = int(i)
+			}
+		}
+	}
+	j.FindTime, _ = l.durationOr(attrs, "findtime", DefaultFindTime)
+	j.BanTime, _ = l.durationOr(attrs, "bantime", DefaultBanTime)
+	if a, ok := attrs["key"]; ok {
+		def.keyAt = a.Expr.Range()
+		if s, ok := l.str(a.Expr, "key"); ok {
+			k, err := jails.ParseKey(s)
+			if err != nil {
+				l.errorf(a.Expr.Range(), "Invalid key", "%v", err)
+			} else {
+				j.Key = k
+			}
+		}
+	}
+	if a, ok := attrs["ignore"]; ok {
+		j.Ignore = l.prefixes(a.Expr, "ignore")
+	}
+	l.increment(j, content.Blocks)
+	if !dup {
+		l.cfg.Jails = append(l.cfg.Jails, j)
+		l.defs = append(l.defs, def)
+	}
+}
+
+// jailSources reads source = "x" or sources = ["x", "y"]; the names are
+// checked against the source blocks once every file is loaded.
+func (l *loader) jailSources(def *jailDef, b *hcl.Block, attrs hcl.Attributes) {
+	one, hasOne := attrs["source"]
+	many, hasMany := attrs["sources"]
+	switch {
+	case hasOne && hasMany:
+		l.errorf(many.Expr.Range(), "Conflicting arguments", "jail %q sets both source (line %d) and sources; use one", def.jail.Name, one.Range.Start.Line)
+	case hasOne:
+		if s, ok := l.nonEmpty(one.Expr, "source"); ok {
+			l.addRef(def, s, one.Expr.Range())
+		}
+	case hasMany:
+		ss, rs, _ := l.strList(many.Expr, "sources")
+		if len(ss) == 0 && len(rs) == 0 {
+			l.errorf(many.Expr.Range(), "Missing source", "jail %q reads no source", def.jail.Name)
+		}
+		for i, s := range ss {
+			l.addRef(def, s, rs[i])
+		}
+	default:
+		l.errorf(b.DefRange, "Missing source", "jail %q needs source = \"NAME\" (or sources = [...]) naming a source block", def.jail.Name)
+	}
+}
+
+func (l *loader) addRef(def *jailDef, name string, at hcl.Range) {
+	if slices.Contains(def.jail.Sources, name) {
+		l.warnf(at, "Duplicate source reference", "jail %q already reads source %q", def.jail.Name, name)
+		return
+	}
+	def.jail.Sources = append(def.jail.Sources, name)
+	l.refs = append(l.refs, sourceRef{jail: def, name: name, subject: at})
+}
+
+// checkRefs reports jails reading sources no block defines. For a disabled
+// jail that is a warning: a shipped jail file may name a source the admin
+// defines only when enabling it.
+func (l *loader) checkRefs() {
+	var known []string
+	for name := range l.sourceDefs {
+		known = append(known, name)
+	}
+	slices.Sort(known)
+	if l.syntaxErrors {
+		return // the source may be in the file that did not parse
+	}
+	for _, r := range l.refs {
+		if _, ok := l.sourceDefs[r.name]; ok {
+			continue
+		}
+		detail := fmt.Sprintf("jail %q reads source %q, which no source block defines", r.jail.jail.Name, r.name)
+		if len(known) > 0 {
+			detail += "; defined: " + strings.Join(known, ", ")
+		}
+		if r.jail.jail.Enabled {
+			l.errorf(r.subject, "Unknown source", "%s", detail)
+		} else {
+			l.warnf(r.subject, "Unknown source", "%s (the jail is disabled)", detail)
+		}
+	}
+}
+
+// checkKeys warns when a jail counts on a prefix wider than the firewall
+// will ever add: those bans would be refused.
+func (l *loader) checkKeys() {
+	fw := l.cfg.Firewall
+	if fw.Kind != "nftables" {
+		return
+	}
+	for _, d := range l.defs {
+		k := d.jail.Key
+		if k.V4Bits < fw.MinPrefixV4 || k.V6Bits < fw.MinPrefixV6 {
+			l.warnf(d.keyAt, "Key wider than the firewall allows", "jail %q counts on %s, but the firewall adds nothing wider than /%d (IPv4) and /%d (IPv6)", d.jail.Name, k, fw.MinPrefixV4, fw.MinPrefixV6)
+		}
+	}
+}
+
+type compileFunc func(string) (*jails.Pattern, error)
+
+// patterns compiles each regex of a list, reporting each bad one at its
+// element.
+func (l *loader) patterns(e hcl.Expression, name string, compile compileFunc) []*jails.Pattern {
+	ss, rs, _ := l.strList(e, name)
+	var out []*jails.Pattern
+	for i, s := range ss {
+		if name == "failregex" && !strings.Contains(s, jails.HostTag) {
+			l.errorf(rs[i], "Missing <HOST>", "a failregex must capture the client address with %s: %q", jails.HostTag, s)
+			continue
+		}
+		p, err := compile(s)
+		if err != nil {
+			l.errorf(rs[i], "Invalid regular expression", "%s: %v", name, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (l *loader) increment(j *jails.Jail, bs hcl.Blocks) {
+	for i, b := range bs {
+		if i > 0 {
+			l.errorf(b.DefRange, "Duplicate bantime_increment block", "jail %q already has one at %s", j.Name, pos(bs[0].DefRange))
+			continue
+		}
+		content, hds := b.Body.Content(incrementSchema)
+		l.diags = append(l.diags, fromHCL(hds)...)
+		attrs := content.Attributes
+		j.Increment.Max = DefaultIncrementMax
+		if a, ok := attrs["factor"]; ok {
+			if f, ok := l.number(a.Expr, "factor"); ok {
+				v, _ := f.Float64()
+				if v < 1 || v > 1000 {
+					l.errorf(a.Expr.Range(), "Invalid factor", "factor is %s; it must be from 1 (no escalation) to 1000", f.Text('g', -1))
+				} else {
+					j.Increment.Factor = v
+				}
+			}
+		}
+		if a, ok := attrs["max"]; ok {
+			if d, ok := l.duration(a.Expr, "max"); ok {
+				j.Increment.Max = d
+				if j.BanTime > 0 && d < j.BanTime {
+					l.errorf(a.Expr.Range(), "Invalid duration", "max (%s) is shorter than bantime (%s): every ban would be cut to it", d, j.BanTime)
+				}
+			}
+		}
+	}
+}
+
+// EnabledJails returns the jails that are enabled, in definition order.
+func (c *Config) EnabledJails() []*jails.Jail {
+	var out []*jails.Jail
+	for _, j := range c.Jails {
+		if j.Enabled {
+			out = append(out, j)
+		}
+	}
+	return out
+}
