@@ -1,0 +1,31 @@
+// Package firewall applies bans to the kernel. A Backend holds a set of
+// banned addresses and prefixes, each with a timeout after which it expires
+// by itself. Only this package imports github.com/google/nftables.
+package firewall
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Entry is one banned address (a /32 or /128 prefix) or prefix, with the
+// time it has left.
+type Entry struct {
+	Prefix  netip.Prefix
+	Timeout time.Duration
+}
+
+// Backend is where bans take effect.
+type Backend interface {
+	// Add inserts entries, or refreshes their timeout if present. Entries that
+	// fail validation (too short a prefix, zero timeout) are refused with an
+	// error and none of the batch is applied.
+	Add(ctx context.Context, entries []Entry) error
+	// Remove deletes entries; absent ones are not an error.
+	Remove(ctx context.Context, prefixes []netip.Prefix) error
+	// List returns what the backend holds now, with the time each has left.
+	List(ctx context.Context) ([]Entry, error)
+	// Close releases the backend, leaving the bans in place.
+	Close() error
+}

@@ -1,0 +1,82 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// ReconcileTolerance is how far an element's remaining time may drift from
+// the wanted one before Reconcile refreshes it. Kernel timeouts tick in
+// milliseconds and List takes time, so exact equality is never expected.
+const ReconcileTolerance = 2 * time.Second
+
+// Checker is implemented by backends that can say in advance whether Add
+// would refuse an entry (both DryRun and NFT do).
+type Checker interface {
+	Check(Entry) (Entry, error)
+}
+
+// Reconcile makes b hold exactly want: it adds what is missing with its
+// remaining time, refreshes elements whose time drifted by more than
+// ReconcileTolerance (counted in added), and removes strays. Entries with no
+// time left are treated as gone. Entries b refuses are skipped so that one bad
+// record cannot block a restore: the rest is applied and the returned error
+// wraps ErrRefused.
+func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int, err error) {
+	check := Limits{}.Check
+	if c, ok := b.(Checker); ok {
+		check = c.Check
+	}
+	var refused []error
+	wanted := make(map[netip.Prefix]time.Duration, len(want))
+	for _, e := range want {
+		if e.Timeout <= 0 {
+			continue
+		}
+		n, err := check(e)
+		if err != nil {
+			refused = append(refused, err)
+			continue
+		}
+		if n.Timeout > wanted[n.Prefix] {
+			wanted[n.Prefix] = n.Timeout
+		}
+	}
+
+	have, err := b.List(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reconcile: list: %w", err)
+	}
+	var strays []netip.Prefix
+	for _, h := range have {
+		w, ok := wanted[h.Prefix]
+		switch {
+		case !ok:
+			strays = append(strays, h.Prefix)
+		case (w - h.Timeout).Abs() <= ReconcileTolerance:
+			delete(wanted, h.Prefix) // already right
+		}
+	}
+	if len(strays) > 0 {
+		if err := b.Remove(ctx, strays); err != nil {
+			return 0, 0, fmt.Errorf("reconcile: remove %d strays: %w", len(strays), err)
+		}
+	}
+	adds := make([]Entry, 0, len(wanted))
+	for p, t := range wanted {
+		adds = append(adds, Entry{Prefix: p, Timeout: t})
+	}
+	sortEntries(adds)
+	if len(adds) > 0 {
+		if err := b.Add(ctx, adds); err != nil {
+			return 0, len(strays), fmt.Errorf("reconcile: add %d: %w", len(adds), err)
+		}
+	}
+	if len(refused) > 0 {
+		return len(adds), len(strays), fmt.Errorf("reconcile: skipped %d entries: %w", len(refused), errors.Join(refused...))
+	}
+	return len(adds), len(strays), nil
+}
