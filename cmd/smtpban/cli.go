@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"smtpban/internal/config"
+	"smtpban/internal/control"
+)
+
+// Exit codes; scripts branch on them.
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitUsage      = 2
+	exitNotRunning = 3
+)
+
+// callTimeout bounds one command's talk with the daemon; a reload with
+// many jails is the slowest.
+const callTimeout = 2 * time.Minute
+
+// env is what every command gets: the global flags and where to write.
+type env struct {
+	stdout, stderr io.Writer
+	configPath     string
+	socket         string // -socket; "" = from the config
+	now            func() time.Time
+}
+
+// command is one subcommand.
+type command struct {
+	name  string
+	args  string // the synopsis after the name
+	short string
+	run   func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"status", "[-json] [-utc] [JAIL]", "daemon, jail and source counters; one jail with its banned list", runStatus},
+		{"bans", "[-json] [-utc] [-jail J]", "active bans", runBans},
+		{"ban", "[-jail J] [-for DUR] [-json] ADDR|PREFIX", "ban by hand (DUR like 90m, 12h, 2d, 1w)", runBan},
+		{"unban", "[-jail J] [-json] ADDR|PREFIX | -all", "lift bans and say which", runUnban},
+		{"allow", "[-for DUR] [-json] ADDR|PREFIX | -list [-json] [-utc] | -remove ADDR|PREFIX", "the runtime allow list; allowing lifts bans", runAllow},
+		{"reload", "[-json]", "re-read the config; an invalid one is rejected and the running one stays", runReload},
+		{"check", "[-json] [FILE]", "check a config without a daemon", runCheck},
+		{"replay", "[-jail NAME]... [-json] FILE...", "run the jails over log files offline", runReplay},
+		{"version", "[-json]", "client and daemon versions", runVersion},
+	}
+}
+
+// usageError is a command line that cannot run; flag has already printed
+// its own complaint when printed is set.
+type usageError struct {
+	msg     string
+	printed bool
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// run is main without the process: tests call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr, configPath: config.DefaultPath, now: time.Now}
+	return e.main(ctx, args)
+}
+
+// main runs the command line in args; tests call it with their own clock.
+func (e *env) main(ctx context.Context, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
+	fs := flag.NewFlagSet("smtpban", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	e.globalFlags(fs)
+	fs.Usage = func() { e.usage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		e.usage(stderr)
+		return exitUsage
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		e.usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return e.exit(c, c.run(ctx, e, rest))
+		}
+	}
+	fmt.Fprintf(stderr, "smtpban: unknown command %q\n", name)
+	e.usage(stderr)
+	return exitUsage
+}
+
+func (e *env) globalFlags(fs *flag.FlagSet) {
+	fs.StringVar(&e.configPath, "config", e.configPath, "config `file`, to find the socket")
+	fs.StringVar(&e.socket, "socket", e.socket, "the daemon's control socket `path` (default: from the config)")
+}
+
+func (e *env) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: smtpban [-config FILE] [-socket PATH] COMMAND [ARGS]\n\ncommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n           %s\n", c.name, c.args, c.short)
+	}
+	fmt.Fprintf(w, "\nexit codes: 0 ok, 1 error, 2 usage, 3 smtpband not reachable\n")
+}
+
+// exit reports err and picks the exit code.
+func (e *env) exit(c command, err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		if !ue.printed {
+			fmt.Fprintf(e.stderr, "smtpban %s: %s\nusage: smtpban %s %s\n", c.name, ue.msg, c.name, c.args)
+		}
+		return exitUsage
+	case errors.Is(err, errReported):
+		return exitError
+	case errors.Is(err, control.ErrNotRunning):
+		fmt.Fprintln(e.stderr, "smtpban:", err)
+		return exitNotRunning
+	}
+	fmt.Fprintln(e.stderr, "smtpban:", err)
+	return exitError
+}
+
+// flags returns a command's flag set, which also takes the global flags
+// so they may come after the command name.
+func (e *env) flags(c string) *flag.FlagSet {
+	fs := flag.NewFlagSet("smtpban "+c, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	e.globalFlags(fs)
+	for _, cmd := range commands() {
+		if cmd.name == c {
+			fs.Usage = func() {
+				fmt.Fprintf(e.stderr, "usage: smtpban %s %s\n", cmd.name, cmd.args)
+				fs.PrintDefaults()
+			}
+		}
+	}
+	return fs
+}
+
+// parse parses flags anywhere among the arguments ("ban 192.0.2.1 -for
+// 1h" as well as "ban -for 1h 192.0.2.1") and returns the others; after
+// "--" everything is an argument.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &usageError{msg: err.Error(), printed: true}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// client finds the socket: -socket, else the config's, else the default
+// with a warning (a client that cannot read the config can still talk).
+func (e *env) client() *control.Client {
+	if e.socket != "" {
+		return control.NewClient(e.socket)
+	}
+	cfg, diags := config.Load(e.configPath)
+	if !diags.HasErrors() && cfg != nil && cfg.Socket != "" {
+		return control.NewClient(cfg.Socket)
+	}
+	why := "no socket in it"
+	if errs := diags.Errs(); len(errs) > 0 {
+		why = errs[0].String()
+		if len(errs) > 1 {
+			why += fmt.Sprintf(" (and %d more)", len(errs)-1)
+		}
+	}
+	fmt.Fprintf(e.stderr, "smtpban: warning: cannot use config %s: %s; trying the default socket %s\n", e.configPath, why, config.DefaultSocket)
+	return control.NewClient(config.DefaultSocket)
+}
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// prefixArg parses one ADDR|PREFIX argument.
+func prefixArg(args []string) (string, error) {
+	switch len(args) {
+	case 0:
+		return "", usagef("missing ADDR or PREFIX")
+	case 1:
+		return args[0], nil
+	}
+	return "", usagef("one ADDR or PREFIX at a time, got %s", strings.Join(args, " "))
+}
+
+// durationFlag is a -for value in config duration syntax (d and w too).
+type durationFlag struct{ d time.Duration }
+
+func (f *durationFlag) String() string { return f.d.String() }
+
+func (f *durationFlag) Set(s string) error {
+	d, err := config.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("%q is negative", s)
+	}
+	f.d = d
+	return nil
+}
+
+// stringsFlag collects a repeated flag.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
+func (f *stringsFlag) Set(s string) error { *f = append(*f, s); return nil }

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"smtpban/internal/config"
+	"smtpban/internal/replay"
+)
+
+func runReplay(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("replay")
+	var jails stringsFlag
+	fs.Var(&jails, "jail", "run only this jail (repeatable; default: every jail)")
+	jsonOut := fs.Bool("json", false, "one JSON object per match and per ban")
+	files, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usagef("give at least one log FILE")
+	}
+	cfg, diags := config.Load(e.configPath)
+	if diags.HasErrors() {
+		for _, d := range diags {
+			fmt.Fprintln(e.stderr, d.String())
+		}
+		return errReported
+	}
+	return replay.Run(ctx, replay.Options{Config: cfg, Jails: jails, Files: files, JSON: *jsonOut, Out: e.stdout})
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"smtpban/internal/control"
+)
+
+func runStatus(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("status")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	utc := fs.Bool("utc", false, "absolute UTC times")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("one jail at a time")
+	}
+	jail := ""
+	if len(pos) == 1 {
+		jail = pos[0]
+	}
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	st, err := e.client().Status(ctx, jail)
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		return e.printJSON(st)
+	}
+	return printStatus(e, st, jail, clock{e.now(), *utc})
+}
+
+func printStatus(e *env, st control.Status, jail string, c clock) error {
+	up := st.Uptime
+	if !st.Started.IsZero() {
+		up = human(c.now.Sub(st.Started))
+	}
+	fmt.Fprintf(e.stdout, "smtpband %s, up %s (since %s), firewall %s\n\n", st.Version, up, abs(st.Started), st.Firewall)
+	w := newTable(e.stdout)
+	row(w, "JAIL", "ENABLED", "FAILING", "FAILURES", "BANNED", "BANS")
+	for _, j := range st.Jails {
+		row(w, j.Name, yesNo(j.Enabled), j.Failing, j.TotalFailures, j.Banned, j.TotalBanned)
+	}
+	if len(st.Sources) > 0 {
+		row(w)
+		row(w, "SOURCE", "KIND", "POSITION", "LAG", "READ", "SKIPPED")
+		for _, s := range st.Sources {
+			row(w, s.Name, s.Kind, orDash(s.Position), orDash(s.Lag), s.Read, s.Skipped)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if jail == "" {
+		fmt.Fprintln(e.stdout, "\nFAILING: addresses failing now; FAILURES and BANS: since start")
+		return nil
+	}
+	for _, j := range st.Jails {
+		if len(j.BannedList) == 0 {
+			fmt.Fprintf(e.stdout, "\nnothing banned in %s\n", j.Name)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "\nbanned in %s:\n", j.Name)
+		for _, b := range j.BannedList {
+			fmt.Fprintf(e.stdout, "  %s\n", b)
+		}
+	}
+	return nil
+}

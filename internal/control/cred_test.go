@@ -1,0 +1,201 @@
+package control_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"smtpban/internal/control"
+	"smtpban/internal/control/controltest"
+)
+
+// skipOrFail skips, except in CI where everything must run.
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root to run a client as another uid and chown the socket")
+	}
+}
+
+func requireGroup(t *testing.T, name string) uint32 {
+	t.Helper()
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		skipOrFail(t, "needs group "+name+": "+err.Error())
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(id)
+}
+
+// helperResult is what the helper process reports on stdout.
+type helperResult struct {
+	Err        string `json:"err"`
+	Permission bool   `json:"permission"`
+}
+
+const helperEnv = "SMTPBAN_CONTROL_HELPER"
+
+// TestHelperProcess is not a test: it is the client run as another user by
+// TestCredentials. It does one call ("status" or "ban") on the socket in
+// $SMTPBAN_CONTROL_HELPER.
+func TestHelperProcess(t *testing.T) {
+	arg := os.Getenv(helperEnv)
+	if arg == "" {
+		return // a normal run: nothing to do
+	}
+	op, sock, _ := strings.Cut(arg, ":")
+	c := control.NewClient(sock)
+	var err error
+	switch op {
+	case "status":
+		_, err = c.Status(t.Context(), "")
+	case "ban":
+		_, err = c.Ban(t.Context(), netip.MustParsePrefix("192.0.2.1/32"), "", 0)
+	}
+	var r helperResult
+	if err != nil {
+		r = helperResult{Err: err.Error(), Permission: errors.Is(err, control.ErrPermission)}
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+	os.Exit(0)
+}
+
+// TestCredentials runs the client as nobody (uid 65534) against a server
+// run as root: reads are open to whoever can connect; changes need root
+// or the socket's group, checked with SO_PEERCRED and SO_PEERGROUPS.
+func TestCredentials(t *testing.T) {
+	requireRoot(t)
+	adm := requireGroup(t, "adm")
+	if _, err := user.LookupId("65534"); err != nil {
+		skipOrFail(t, "needs user nobody (65534)")
+	}
+	// nobody must reach the socket and the test binary: a world-readable
+	// directory of our own, since t.TempDir's is 0700.
+	dir, err := os.MkdirTemp("", "ctlcred")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := copyExecutable(t, dir)
+
+	tests := []struct {
+		name   string
+		group  string   // server's Group
+		chmod  bool     // make the socket 0666 so nobody connects without the group
+		groups []uint32 // nobody's supplementary groups
+		op     string
+		errHas string // "" = success
+		perm   bool   // the error is ErrPermission
+	}{
+		{"read without group", "", true, nil, "status", "", false},
+		{"change without group", "", true, nil, "ban", "permission denied: run as root", true},
+		{"change not in group", "adm", true, nil, "ban", "permission denied: run as root or as a member of group adm", true},
+		{"change as supplementary member", "adm", false, []uint32{adm}, "ban", "", false},
+		{"read as supplementary member", "adm", false, []uint32{adm}, "status", "", false},
+		{"connect refused by socket mode", "adm", false, nil, "status", "permission denied: cannot connect to", true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			sock := controltest.Serve(t, f, control.ServerOptions{Path: filepath.Join(dir, strconv.Itoa(i)+".sock"), Group: tc.group})
+			if tc.chmod {
+				if err := os.Chmod(sock, 0o666); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.CommandContext(t.Context(), bin, "-test.run=^TestHelperProcess$")
+			// The race runtime sleeps a second at exit unless told not to.
+			cmd.Env = append(os.Environ(), helperEnv+"="+tc.op+":"+sock, "GORACE=atexit_sleep_ms=0")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: tc.groups}}
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("helper: %v: %s", err, out)
+			}
+			var r helperResult
+			if err := json.Unmarshal(lastLine(out), &r); err != nil {
+				t.Fatalf("helper output %q: %v", out, err)
+			}
+			switch {
+			case tc.errHas == "" && r.Err != "":
+				t.Errorf("error %q, want success", r.Err)
+			case tc.errHas != "" && !strings.Contains(r.Err, tc.errHas):
+				t.Errorf("error %q, want it to contain %q", r.Err, tc.errHas)
+			case r.Permission != tc.perm:
+				t.Errorf("errors.Is(err, ErrPermission) = %v, want %v", r.Permission, tc.perm)
+			}
+			banned := false
+			for _, c := range f.Calls() {
+				banned = banned || c == "Ban"
+			}
+			if wantBan := tc.op == "ban" && tc.errHas == ""; banned != wantBan {
+				t.Errorf("daemon's Ban called: %v, want %v", banned, wantBan)
+			}
+		})
+	}
+	t.Run("change as root", func(t *testing.T) {
+		sock := controltest.Serve(t, newFake(), control.ServerOptions{Path: filepath.Join(dir, "root.sock")})
+		if _, err := control.NewClient(sock).Ban(t.Context(), netip.MustParsePrefix("192.0.2.1/32"), "", 0); err != nil {
+			t.Errorf("ban as root: %v", err)
+		}
+	})
+}
+
+func copyExecutable(t *testing.T, dir string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	bin := filepath.Join(dir, "control.test")
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// lastLine skips what the test framework prints around the helper's JSON.
+func lastLine(out []byte) []byte {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "{") {
+			return []byte(lines[i])
+		}
+	}
+	return nil
+}
