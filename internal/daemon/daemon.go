@@ -1,0 +1,359 @@
+// Package daemon wires smtpband together: config, state, firewall, log
+// sources, jails and the control API. cmd/smtpband only parses flags and
+// handles signals.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"smtpban/firewall"
+	"smtpban/internal/config"
+	"smtpban/internal/control"
+	"smtpban/internal/source"
+	"smtpban/jails"
+	"smtpban/state"
+)
+
+// Log attribute keys, one spelling everywhere.
+const (
+	keyJail     = "jail"
+	keyAddr     = "addr"
+	keyUntil    = "until"
+	keyFailures = "failures"
+	keyOrigin   = "origin"
+	keySource   = "source"
+	keyErr      = "err"
+)
+
+// Options configure a Daemon. Zero values are filled with real defaults.
+type Options struct {
+	ConfigPath string
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Hostname   string // origin of this host's bans; default os.Hostname
+	Version    string
+	// LocalAddrs lists the host's own addresses, never banned.
+	LocalAddrs func() ([]netip.Addr, error)
+	// Ready is called once the bans are restored and sources started.
+	Ready func()
+	// DryRun forces the dryrun firewall whatever the config says.
+	DryRun          bool
+	CheckpointEvery time.Duration // default 1s
+	SweepEvery      time.Duration // default 10s
+}
+
+// Daemon is a running smtpband.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	started time.Time
+	store   *state.Store
+	fw      firewall.Backend
+	fwKind  string
+
+	reloadReq chan reloadReq
+	lines     chan source.Line
+
+	// mu guards everything below; the line loop, the housekeeping loop and
+	// control API calls all take it.
+	mu           sync.Mutex
+	cfg          *config.Config
+	matcher      *jails.Matcher
+	counter      *jails.Counter
+	jails        map[string]*jails.Jail
+	ignore       []netip.Prefix               // global ignore list and the host's own addresses
+	ignoreList   map[string]*jails.IgnoreList // per jail: global plus the jail's own
+	globalIgnore *jails.IgnoreList
+	allow        map[netip.Prefix]time.Time // runtime allow list; zero time = permanent
+	positions    map[string][]byte
+	dirty        bool
+	jailStats    map[string]*jailCounters
+	sources      []runningSource
+	hits         []jails.Hit
+}
+
+type jailCounters struct {
+	failures uint64
+	banned   uint64
+}
+
+type runningSource struct {
+	kind string
+	src  source.Source
+}
+
+type reloadReq struct {
+	cfg   *config.Config
+	reply chan error
+}
+
+// New loads the config and opens state and firewall. Config problems come
+// back as config.Diagnostics.
+func New(opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		return nil, errors.New("daemon: no logger")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("daemon: hostname: %w", err)
+		}
+		opts.Hostname = h
+	}
+	if opts.LocalAddrs == nil {
+		opts.LocalAddrs = interfaceAddrs
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = time.Second
+	}
+	if opts.SweepEvery == 0 {
+		opts.SweepEvery = 10 * time.Second
+	}
+	cfg, diags := config.Load(opts.ConfigPath)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	for _, dg := range diags {
+		opts.Logger.Warn(dg.String())
+	}
+	d := &Daemon{
+		opts:      opts,
+		log:       opts.Logger,
+		now:       opts.Now,
+		reloadReq: make(chan reloadReq),
+		lines:     make(chan source.Line, 1024),
+		// Past jails.DefaultMaxKeys windows the one closest to expiry is
+		// dropped: a botnet flood costs bounded memory.
+		counter:   jails.NewCounter(jails.DefaultMaxKeys, cfg.Jails...),
+		allow:     map[netip.Prefix]time.Time{},
+		positions: map[string][]byte{},
+		jailStats: map[string]*jailCounters{},
+	}
+	if err := d.applyConfig(cfg); err != nil {
+		return nil, err
+	}
+	store, err := state.Open(filepath.Join(cfg.StateDir, "smtpban.db"), state.Options{Logger: opts.Logger, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	d.store = store
+	fw, kind, err := newFirewall(cfg.Firewall, opts)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	d.fw, d.fwKind = fw, kind
+	return d, nil
+}
+
+func newFirewall(fc config.Firewall, opts Options) (firewall.Backend, string, error) {
+	lim := firewall.Limits{MinV4: fc.MinPrefixV4, MinV6: fc.MinPrefixV6}
+	if opts.DryRun || fc.Kind == "dryrun" {
+		return firewall.NewDryRun(opts.Logger, opts.Now, lim), "dryrun", nil
+	}
+	ports := make([]uint16, 0, len(fc.Ports))
+	for _, p := range fc.Ports {
+		ports = append(ports, uint16(p))
+	}
+	fw, err := firewall.NewNFT(firewall.NFTOptions{
+		Table:    fc.Table,
+		Ports:    ports,
+		AllPorts: fc.AllPorts,
+		Reject:   fc.Reject,
+		Limits:   lim,
+		Logger:   opts.Logger,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("start nftables backend: %w", err)
+	}
+	return fw, "nftables", nil
+}
+
+// applyConfig installs cfg's jails and ignore list. The caller holds mu
+// (or is New, before anyone else can).
+func (d *Daemon) applyConfig(cfg *config.Config) error {
+	own, err := d.opts.LocalAddrs()
+	if err != nil {
+		return fmt.Errorf("list the host's own addresses: %w", err)
+	}
+	ignore := append([]netip.Prefix{}, cfg.Ignore...)
+	for _, a := range own {
+		ignore = append(ignore, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	var enabled []*jails.Jail
+	byName := map[string]*jails.Jail{}
+	lists := map[string]*jails.IgnoreList{}
+	for _, j := range cfg.Jails {
+		byName[j.Name] = j
+		lists[j.Name] = jails.NewIgnoreList(append(append([]netip.Prefix{}, ignore...), j.Ignore...)...)
+		if j.Enabled {
+			enabled = append(enabled, j)
+		}
+		if d.jailStats[j.Name] == nil {
+			d.jailStats[j.Name] = &jailCounters{}
+		}
+	}
+	d.cfg = cfg
+	d.jails = byName
+	d.matcher = jails.NewMatcher(enabled)
+	d.ignore = ignore
+	d.ignoreList = lists
+	d.globalIgnore = jails.NewIgnoreList(ignore...)
+	return nil
+}
+
+func interfaceAddrs() ([]netip.Addr, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(as))
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out, nil
+}
+
+// Run restores bans, starts the sources and serves until ctx is done. It
+// checkpoints state before returning and leaves the firewall's bans in place.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.close()
+	d.started = d.now()
+	if err := d.restore(ctx); err != nil {
+		return err
+	}
+	srv := control.NewServer(d, control.ServerOptions{Path: d.cfg.Socket, Logger: d.log, Now: d.now})
+	// Listening before READY=1: whoever was told we are up can connect.
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	d.mu.Lock()
+	stopSources, srcDone := d.startSources(gctx)
+	d.mu.Unlock()
+	g.Go(func() error { return d.lineLoop(gctx, stopSources, srcDone) })
+	g.Go(func() error { return d.housekeeping(gctx) })
+	if d.opts.Ready != nil {
+		d.opts.Ready()
+	}
+	d.log.Info("smtpband running", "version", d.opts.Version, "firewall", d.fwKind, "jails", len(d.cfg.Jails), "sources", len(d.sources))
+	err := g.Wait()
+	if cerr := d.checkpoint(); cerr != nil {
+		d.log.Error("final checkpoint", keyErr, cerr)
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (d *Daemon) close() {
+	if err := d.fw.Close(); err != nil {
+		d.log.Warn("close firewall", keyErr, err)
+	}
+	if err := d.store.Close(); err != nil {
+		d.log.Warn("close state", keyErr, err)
+	}
+}
+
+// restore sweeps expired bans, puts the live ones back in the firewall and
+// reloads counters and read positions.
+func (d *Daemon) restore(ctx context.Context) error {
+	start := d.now()
+	if _, err := d.store.Sweep(start); err != nil {
+		return fmt.Errorf("sweep expired bans: %w", err)
+	}
+	added, removed, err := d.resync(ctx)
+	if err != nil {
+		return err
+	}
+	ws, err := d.store.Windows()
+	if err != nil {
+		return fmt.Errorf("load failure windows: %w", err)
+	}
+	jws := make([]jails.Window, len(ws))
+	for i, w := range ws {
+		jws[i] = jails.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Lines: w.Lines}
+	}
+	pos, err := d.store.Positions()
+	if err != nil {
+		return fmt.Errorf("load read positions: %w", err)
+	}
+	allows, err := d.store.Allows()
+	if err != nil {
+		return fmt.Errorf("load allow list: %w", err)
+	}
+	d.mu.Lock()
+	d.counter.Restore(jws)
+	d.positions = pos
+	d.allow = allows
+	d.mu.Unlock()
+	d.log.Info("state restored", "bans_added", added, "strays_removed", removed, "windows", len(ws), "took", d.now().Sub(start))
+	return nil
+}
+
+// resync makes the firewall hold exactly the active bans in state.
+func (d *Daemon) resync(ctx context.Context) (added, removed int, err error) {
+	if e, ok := d.fw.(interface{ Ensure(context.Context) error }); ok {
+		if err := e.Ensure(ctx); err != nil {
+			return 0, 0, fmt.Errorf("ensure firewall table: %w", err)
+		}
+	}
+	bans, err := d.store.Bans()
+	if err != nil {
+		return 0, 0, fmt.Errorf("list bans: %w", err)
+	}
+	now := d.now()
+	want := make([]firewall.Entry, 0, len(bans))
+	for _, b := range bans {
+		if left := b.Until.Sub(now); left > 0 {
+			want = append(want, firewall.Entry{Prefix: b.Prefix, Timeout: left})
+		}
+	}
+	added, removed, err = firewall.Reconcile(ctx, d.fw, want)
+	if err != nil {
+		return added, removed, fmt.Errorf("reconcile firewall: %w", err)
+	}
+	return added, removed, nil
+}
+
+// Uninstall removes smtpban's nftables table: the bans stop working. State
+// is kept, so the next start applies them again.
+func Uninstall(ctx context.Context, configPath string, logger *slog.Logger) error {
+	cfg, diags := config.Load(configPath)
+	if diags.HasErrors() {
+		return diags
+	}
+	fw, kind, err := newFirewall(cfg.Firewall, Options{Logger: logger, Now: time.Now})
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	u, ok := fw.(interface{ Uninstall(context.Context) error })
+	if !ok {
+		return fmt.Errorf("firewall %q has nothing to uninstall", kind)
+	}
+	if err := u.Uninstall(ctx); err != nil {
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	logger.Info("nftables table removed", "table", cfg.Firewall.Table)
+	return nil
+}

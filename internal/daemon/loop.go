@@ -1,0 +1,241 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"smtpban/internal/config"
+	"smtpban/internal/source"
+	"smtpban/state"
+)
+
+// startSources starts every source an enabled jail reads, resuming from the
+// saved positions. The caller holds mu.
+func (d *Daemon) startSources(parent context.Context) (context.CancelFunc, *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(parent)
+	used := map[string]bool{}
+	for _, j := range d.cfg.Jails {
+		if j.Enabled {
+			for _, s := range j.Sources {
+				used[s] = true
+			}
+		}
+	}
+	d.sources = d.sources[:0]
+	var wg sync.WaitGroup
+	for _, sc := range d.cfg.Sources {
+		if !used[sc.Name] {
+			continue
+		}
+		src := d.newSource(sc)
+		d.sources = append(d.sources, runningSource{kind: sc.Kind, src: src})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := src.Run(ctx, d.lines); err != nil && ctx.Err() == nil {
+				// A source that fails for good must not take the bans down
+				// with it: log it, the others keep going.
+				d.log.Error("source stopped", keySource, src.Name(), keyErr, err)
+			}
+		}()
+	}
+	return cancel, &wg
+}
+
+func (d *Daemon) newSource(sc config.Source) source.Source {
+	logger := d.log.With(keySource, sc.Name)
+	resume := d.positions[sc.Name]
+	if sc.Kind == "journal" {
+		return source.NewJournal(source.JournalConfig{
+			Name: sc.Name, Match: sc.Match, Directory: sc.Directory, Files: sc.Files,
+			Resume: resume, Logger: logger, Now: d.now,
+		})
+	}
+	return source.NewFile(source.FileConfig{Name: sc.Name, Path: sc.Path, Resume: resume, Logger: logger, Now: d.now})
+}
+
+// lineLoop feeds lines to the jails. Reloads run here too, so that switching
+// sources cannot interleave with a line being counted.
+func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sync.WaitGroup) error {
+	defer func() {
+		stop()
+		done.Wait()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case l := <-d.lines:
+			d.handleLine(ctx, l)
+		case req := <-d.reloadReq:
+			// Stop the old sources, count what they already sent, then
+			// start the new ones from exactly there.
+			stop()
+			finished := make(chan struct{})
+			go func() { done.Wait(); close(finished) }()
+		drain:
+			for {
+				select {
+				case l := <-d.lines:
+					d.handleLine(ctx, l)
+				case <-finished:
+					break drain
+				}
+			}
+			for len(d.lines) > 0 {
+				d.handleLine(ctx, <-d.lines)
+			}
+			d.mu.Lock()
+			err := d.applyConfig(req.cfg)
+			stop, done = d.startSources(ctx)
+			d.mu.Unlock()
+			req.reply <- err
+		}
+	}
+}
+
+func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.hits = d.matcher.Match(l.Source, l.Text, l.Time, d.hits[:0])
+	for _, h := range d.hits {
+		d.jailStats[h.Jail.Name].failures++
+		dec, ok := d.counter.Add(h)
+		if !ok {
+			continue
+		}
+		d.banDecision(ctx, dec)
+	}
+	d.positions[l.Source] = l.Pos
+	d.dirty = true
+}
+
+// housekeeping checkpoints counters and positions, sweeps expired bans and
+// keeps the firewall in line with state.
+func (d *Daemon) housekeeping(ctx context.Context) error {
+	cp := time.NewTicker(d.opts.CheckpointEvery)
+	defer cp.Stop()
+	sweep := time.NewTicker(d.opts.SweepEvery)
+	defer sweep.Stop()
+	resyncEvery := d.cfg.Firewall.Resync
+	if resyncEvery <= 0 {
+		resyncEvery = 10 * time.Second
+	}
+	resync := time.NewTicker(resyncEvery)
+	defer resync.Stop()
+	var changed <-chan struct{}
+	if w, ok := d.fw.(interface {
+		Watch(context.Context) <-chan struct{}
+	}); ok {
+		changed = w.Watch(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-cp.C:
+			if err := d.checkpoint(); err != nil {
+				d.log.Error("checkpoint", keyErr, err)
+			}
+		case <-sweep.C:
+			d.sweep()
+		case <-resync.C:
+			d.doResync(ctx, "periodic")
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil
+				continue
+			}
+			d.doResync(ctx, "firewall changed")
+		}
+	}
+}
+
+func (d *Daemon) doResync(ctx context.Context, why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	added, removed, err := d.resync(ctx)
+	if err != nil {
+		d.log.Error("firewall resync", "why", why, keyErr, err)
+		return
+	}
+	if added+removed > 0 {
+		d.log.Warn("firewall was out of step with state; restored", "why", why, "added", added, "removed", removed)
+	}
+}
+
+// checkpoint saves positions and windows together, so that after a crash
+// the lines past the saved position are counted once, on top of the saved
+// windows.
+func (d *Daemon) checkpoint() error {
+	d.mu.Lock()
+	if !d.dirty {
+		d.mu.Unlock()
+		return nil
+	}
+	ws := d.counter.Snapshot()
+	pos := maps.Clone(d.positions)
+	d.dirty = false
+	d.mu.Unlock()
+	sw := make([]state.Window, len(ws))
+	for i, w := range ws {
+		sw[i] = state.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Lines: w.Lines}
+	}
+	if err := d.store.Checkpoint(state.Checkpoint{Positions: pos, Windows: sw}); err != nil {
+		d.mu.Lock()
+		d.dirty = true
+		d.mu.Unlock()
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) sweep() {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.counter.Expire(now)
+	for p, until := range d.allow {
+		if !until.IsZero() && !until.After(now) {
+			delete(d.allow, p)
+			if err := d.store.DeleteAllow(p); err != nil {
+				d.log.Error("forget expired allow entry", keyAddr, p, keyErr, err)
+			}
+		}
+	}
+	gone, err := d.store.Sweep(now)
+	if err != nil {
+		d.log.Error("sweep expired bans", keyErr, err)
+		return
+	}
+	for _, b := range gone {
+		d.log.Info("ban expired", keyJail, b.Jail, keyAddr, b.Prefix, keyOrigin, b.Origin)
+	}
+}
+
+// Reload loads the config again and applies it without losing bans or
+// counters. An invalid config is refused; the running one stays.
+func (d *Daemon) Reload(ctx context.Context) error {
+	cfg, diags := config.Load(d.opts.ConfigPath)
+	if diags.HasErrors() {
+		return fmt.Errorf("reload refused, the running config stays:\n%w", diags)
+	}
+	req := reloadReq{cfg: cfg, reply: make(chan error, 1)}
+	select {
+	case d.reloadReq <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		if err == nil {
+			d.log.Info("config reloaded", "jails", len(cfg.Jails))
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

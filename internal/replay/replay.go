@@ -1,0 +1,269 @@
+// Package replay runs a config's jails over log files offline: which lines
+// match, and which bans the jails would have made. No daemon, no root, no
+// firewall; each line's own timestamp drives the counters.
+package replay
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"smtpban/internal/config"
+	"smtpban/jails"
+)
+
+// Options say what to replay and how to report it.
+type Options struct {
+	Config *config.Config
+	Jails  []string // jail names to run; empty = every jail, enabled or not
+	Files  []string
+	JSON   bool // one JSON object per match and per ban
+	Out    io.Writer
+}
+
+// maxLine matches what the daemon's sources pass on; longer lines are skipped.
+const maxLine = 64 << 10
+
+// Run replays o.Files through the selected jails and writes the report.
+func Run(ctx context.Context, o Options) error {
+	js, err := selectJails(o.Config.Jails, o.Jails)
+	if err != nil {
+		return err
+	}
+	r := &run{
+		opts:    o,
+		matcher: jails.NewMatcher(js),
+		// A replay keeps every window: memory is the user's, correctness is ours.
+		counter: jails.NewCounter(1<<30, js...),
+		ignore:  map[string]*jails.IgnoreList{},
+		prior:   map[netip.Prefix]int{},
+		stats:   map[string]*jailStats{},
+		enc:     json.NewEncoder(o.Out),
+	}
+	for _, j := range js {
+		r.stats[j.Name] = &jailStats{addrs: map[netip.Addr]int{}}
+		r.ignore[j.Name] = jails.NewIgnoreList(append(append([]netip.Prefix{}, o.Config.Ignore...), j.Ignore...)...)
+		r.order = append(r.order, j.Name)
+	}
+	for _, f := range o.Files {
+		if err := r.file(ctx, f); err != nil {
+			return err
+		}
+	}
+	if o.JSON {
+		return nil
+	}
+	return r.summary()
+}
+
+func selectJails(all []*jails.Jail, names []string) ([]*jails.Jail, error) {
+	if len(names) == 0 {
+		return all, nil
+	}
+	byName := make(map[string]*jails.Jail, len(all))
+	for _, j := range all {
+		byName[j.Name] = j
+	}
+	out := make([]*jails.Jail, 0, len(names))
+	for _, n := range names {
+		j, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("no jail named %q in the config", n)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+type jailStats struct {
+	matched int
+	addrs   map[netip.Addr]int
+	bans    []ban
+}
+
+type ban struct {
+	Event    string       `json:"event"`
+	Jail     string       `json:"jail"`
+	IP       netip.Prefix `json:"ip"`
+	Time     time.Time    `json:"time"`
+	Until    time.Time    `json:"until"`
+	Failures int          `json:"failures"`
+}
+
+type match struct {
+	File string    `json:"file"`
+	Line int       `json:"line"`
+	Jail string    `json:"jail"`
+	IP   string    `json:"ip"`
+	User string    `json:"user,omitempty"`
+	Time time.Time `json:"time"`
+}
+
+type run struct {
+	opts    Options
+	matcher *jails.Matcher
+	counter *jails.Counter
+	ignore  map[string]*jails.IgnoreList // per jail: global ignore plus the jail's own
+	prior   map[netip.Prefix]int         // bans so far per key, for escalation
+	stats   map[string]*jailStats
+	order   []string
+	enc     *json.Encoder
+	skipped int
+	lines   int
+}
+
+func (r *run) file(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("replay: stat %s: %w", path, err)
+	}
+	// A syslog stamp has no year: the file's mtime is the reference that
+	// infers it, and the time of lines that carry no stamp at all.
+	ref := fi.ModTime()
+	br := bufio.NewReaderSize(f, 256<<10)
+	var hits []jails.Hit
+	for n := 1; ; n++ {
+		if n%65536 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		line, err := readLine(br)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if errors.Is(err, errTooLong) {
+			r.skipped++
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("replay: read %s: %w", path, err)
+		}
+		r.lines++
+		hits = r.matcher.Match("", line, ref, hits[:0])
+		for _, h := range hits {
+			if err := r.hit(path, n, h); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *run) hit(path string, n int, h jails.Hit) error {
+	st := r.stats[h.Jail.Name]
+	st.matched++
+	st.addrs[h.Addr]++
+	if r.opts.JSON {
+		if err := r.enc.Encode(match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}); err != nil {
+			return fmt.Errorf("replay: write: %w", err)
+		}
+	}
+	d, ok := r.counter.Add(h)
+	if !ok {
+		return nil
+	}
+	if r.ignore[h.Jail.Name].Contains(d.Addr) {
+		return nil
+	}
+	prior := r.prior[d.Key]
+	r.prior[d.Key] = prior + 1
+	b := ban{Event: "ban", Jail: h.Jail.Name, IP: d.Key, Time: d.Time, Until: d.Time.Add(h.Jail.BanDuration(prior)), Failures: d.Failures}
+	st.bans = append(st.bans, b)
+	if r.opts.JSON {
+		if err := r.enc.Encode(b); err != nil {
+			return fmt.Errorf("replay: write: %w", err)
+		}
+	}
+	return nil
+}
+
+var errTooLong = errors.New("line too long")
+
+// readLine returns the next line without its newline; a line longer than
+// maxLine is consumed and reported as errTooLong.
+func readLine(br *bufio.Reader) (string, error) {
+	b, err := br.ReadSlice('\n')
+	if err == nil || (errors.Is(err, io.EOF) && len(b) > 0) {
+		if len(b) > maxLine {
+			return "", errTooLong
+		}
+		return trimEOL(string(b)), nil
+	}
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return "", err
+	}
+	for errors.Is(err, bufio.ErrBufferFull) {
+		_, err = br.ReadSlice('\n')
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return "", errTooLong
+}
+
+func trimEOL(s string) string {
+	if n := len(s); n > 0 && s[n-1] == '\n' {
+		s = s[:n-1]
+	}
+	if n := len(s); n > 0 && s[n-1] == '\r' {
+		s = s[:n-1]
+	}
+	return s
+}
+
+func (r *run) summary() error {
+	w := tabwriter.NewWriter(r.opts.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "%d lines read, %d skipped (over %d KiB)\n\n", r.lines, r.skipped, maxLine>>10)
+	fmt.Fprintln(w, "JAIL\tMATCHED\tADDRESSES\tBANS")
+	for _, name := range r.order {
+		st := r.stats[name]
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", name, st.matched, len(st.addrs), len(st.bans))
+	}
+	for _, name := range r.order {
+		st := r.stats[name]
+		if st.matched == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: top offenders\n", name)
+		fmt.Fprintln(w, "ADDRESS\tFAILURES\tBANS")
+		banned := map[netip.Addr]int{}
+		for _, b := range st.bans {
+			if b.IP.IsSingleIP() {
+				banned[b.IP.Addr()]++
+			}
+		}
+		for _, a := range top(st.addrs, 10) {
+			fmt.Fprintf(w, "%s\t%d\t%d\n", a, st.addrs[a], banned[a])
+		}
+	}
+	return w.Flush()
+}
+
+// top returns the n addresses with the most failures, ties by address.
+func top(m map[netip.Addr]int, n int) []netip.Addr {
+	as := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		as = append(as, a)
+	}
+	sort.Slice(as, func(i, j int) bool {
+		if m[as[i]] != m[as[j]] {
+			return m[as[i]] > m[as[j]]
+		}
+		return as[i].Less(as[j])
+	})
+	if len(as) > n {
+		as = as[:n]
+	}
+	return as
+}
