@@ -81,6 +81,9 @@ type NFT struct {
 
 	mu   sync.Mutex // owns conn: one netlink conversation at a time
 	conn *nftables.Conn
+	// ensured is set after the first Ensure: a table absent then is a
+	// first start, not damage to report.
+	ensured bool
 }
 
 // NewNFT prepares the backend without touching the kernel; call Ensure to

@@ -23,6 +23,8 @@ func (n *NFT) Ensure(ctx context.Context) error {
 	if err != nil {
 		return advise(fmt.Sprintf("inspect table inet %s", n.opts.Table), err)
 	}
+	first := !n.ensured
+	n.ensured = true
 	if fix.none() {
 		return nil
 	}
@@ -53,6 +55,10 @@ func (n *NFT) Ensure(ctx context.Context) error {
 	}
 	if err := c.Flush(); err != nil {
 		return advise(fmt.Sprintf("build table inet %s", n.opts.Table), err)
+	}
+	if first && slices.Equal(fix.reasons, []string{"table absent"}) {
+		n.log.Info("nftables table created", "table", n.opts.Table)
+		return nil
 	}
 	n.log.Warn("nftables table repaired", "table", n.opts.Table, "reason", strings.Join(fix.reasons, "; "))
 	return nil
