@@ -2,6 +2,7 @@ package jails
 
 import (
 	"cmp"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,6 +41,12 @@ type Counter struct {
 	heap    []int32 // slot indexes, min-heap on deadline
 	evicted uint64
 	expired uint64
+	cleared uint64
+	repeats uint64
+	// seed keys the user and fingerprint hashes. It is random per Counter,
+	// so that nobody can pick a user name whose hash collides with another
+	// one's and have a login clear failures that are not its own.
+	seed maphash.Seed
 }
 
 // CounterStats describes a Counter.
@@ -47,6 +54,8 @@ type CounterStats struct {
 	Windows int    // live windows
 	Evicted uint64 // windows evicted because maxKeys was reached
 	Expired uint64 // windows dropped because findtime had passed
+	Cleared uint64 // failures a successful login cleared
+	Repeats uint64 // failures not counted: a password fingerprint already counted
 }
 
 // wkey identifies a window compactly: jail id and masked prefix.
@@ -64,9 +73,14 @@ type window struct {
 	ev       []event // oldest first
 }
 
+// event is one failure. user and pass are keyed hashes (0: none logged)
+// rather than strings: 8 bytes whatever the name, and nothing the
+// attacker sends is kept but the line.
 type event struct {
 	t    int64 // Unix ns
 	line string
+	user uint32 // hash of the lower-cased user name
+	pass uint32 // hash of (user, password fingerprint)
 }
 
 // NewCounter returns a counter of at most maxKeys windows (DefaultMaxKeys
@@ -80,6 +94,7 @@ func NewCounter(maxKeys int, js ...*Jail) *Counter {
 		maxKeys: maxKeys,
 		jailID:  make(map[string]uint16),
 		index:   make(map[wkey]int32),
+		seed:    maphash.MakeSeed(),
 	}
 	for _, j := range js {
 		c.register(j)
@@ -134,22 +149,33 @@ func keepLine(line string) string {
 // window is then cleared. Hits may arrive somewhat out of order (replay of
 // several files): each is placed by its own time, and failures more than
 // FindTime older than the window's newest are dropped.
+//
+// A hit stands for h.Failures() failures, at most MaxRetry. A hit with a
+// password fingerprint (h.Pass) whose (user, fingerprint) the window
+// already holds within FindTime is not counted: the same wrong password
+// again is a misconfigured client, not a guess. A success hit (h.Success)
+// clears the window's failures of h.User at or before h.Time and never
+// decides a ban.
 func (c *Counter) Add(h Hit) (Decision, bool) {
 	if h.Jail == nil || !h.Addr.IsValid() {
 		return Decision{}, false
 	}
 	addr := h.Addr.Unmap().WithZone("")
 	p := h.Jail.Key.Prefix(addr)
+	if h.Success {
+		c.success(h, p)
+		return Decision{}, false
+	}
 	maxRetry, ft := params(h.Jail)
 	t := h.Time.UnixNano()
-	line := keepLine(h.Line)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ev := event{t: t, user: c.userHash(h.User), pass: c.passHash(h.User, h.Pass)}
 	k := makeKey(c.register(h.Jail), p)
 	if maxRetry == 1 {
 		c.remove(k)
-		return Decision{Jail: h.Jail, Key: p, Addr: addr, Time: h.Time, Failures: 1, Lines: []string{line}}, true
+		return Decision{Jail: h.Jail, Key: p, Addr: addr, Time: h.Time, Failures: 1, Lines: []string{keepLine(h.Line)}}, true
 	}
 	idx, ok := c.index[k]
 	if ok && t > c.slots[idx].deadline {
@@ -158,11 +184,19 @@ func (c *Counter) Add(h Hit) (Decision, bool) {
 		clear(w.ev)
 		w.ev = w.ev[:0]
 	}
+	if ok && ev.pass != 0 && repeated(c.slots[idx].ev, ev, ft) {
+		c.repeats++
+		return Decision{}, false
+	}
 	if !ok {
 		idx = c.create(k)
 	}
 	w := &c.slots[idx]
-	w.ev = insertEvent(w.ev, event{t: t, line: line})
+	ev.line = keepLine(h.Line)
+	// The copies share the line: a count costs an event each, no more.
+	for range min(h.Failures(), maxRetry) {
+		w.ev = insertEvent(w.ev, ev)
+	}
 	newest := w.ev[len(w.ev)-1].t
 	if cut := oldestKept(w.ev, newest-ft); cut > 0 {
 		clear(w.ev[:cut])
@@ -175,10 +209,7 @@ func (c *Counter) Add(h Hit) (Decision, bool) {
 			Addr:     addr,
 			Time:     time.Unix(0, newest).In(h.Time.Location()),
 			Failures: len(w.ev),
-			Lines:    make([]string, len(w.ev)),
-		}
-		for i, e := range w.ev {
-			d.Lines[i] = e.line
+			Lines:    decisionLines(w.ev),
 		}
 		c.removeSlot(idx)
 		return d, true
@@ -186,6 +217,119 @@ func (c *Counter) Add(h Hit) (Decision, bool) {
 	w.deadline = newest + ft
 	c.fix(int(w.heapIdx))
 	return Decision{}, false
+}
+
+// success clears, in h's window, the failures of h.User at or before
+// h.Time. Failures of other users, or with no user logged, stay: one
+// account's good password says nothing about guesses at another, and
+// an attacker holding one account must not be able to wipe his guesses
+// by logging in with it. A success without a user clears nothing.
+func (c *Counter) success(h Hit, p netip.Prefix) {
+	if h.User == "" {
+		return
+	}
+	t := h.Time.UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.jailID[h.Jail.Name]
+	if !ok {
+		return // no failure counted in this jail yet
+	}
+	idx, ok := c.index[makeKey(id, p)]
+	if !ok {
+		return
+	}
+	uh := c.userHash(h.User)
+	w := &c.slots[idx]
+	kept := w.ev[:0]
+	for _, e := range w.ev {
+		if e.user == uh && e.t <= t {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	n := len(w.ev) - len(kept)
+	if n == 0 {
+		return
+	}
+	clear(w.ev[len(kept):])
+	w.ev = kept
+	c.cleared += uint64(n)
+	if len(w.ev) == 0 {
+		c.removeSlot(idx)
+		return
+	}
+	_, ft := params(c.jails[id])
+	w.deadline = w.ev[len(w.ev)-1].t + ft
+	c.fix(int(w.heapIdx))
+}
+
+// repeated reports whether evs holds e's (user, fingerprint) within ft of
+// e's time.
+func repeated(evs []event, e event, ft int64) bool {
+	for _, x := range evs {
+		if x.pass == e.pass && x.user == e.user && x.t >= e.t-ft && x.t <= e.t+ft {
+			return true
+		}
+	}
+	return false
+}
+
+// decisionLines returns the window's lines, a line counted several times
+// (a session of many attempts) once.
+func decisionLines(evs []event) []string {
+	lines := make([]string, 0, len(evs))
+	for i, e := range evs {
+		if i > 0 && e.t == evs[i-1].t && e.line == evs[i-1].line {
+			continue
+		}
+		lines = append(lines, e.line)
+	}
+	return lines
+}
+
+// userHash returns the keyed hash of a user name, case folded (Dovecot
+// and SASL usually fold case, a client's spelling varies); 0 for none.
+func (c *Counter) userHash(user string) uint32 {
+	if user == "" {
+		return 0
+	}
+	var mh maphash.Hash
+	mh.SetSeed(c.seed)
+	writeFolded(&mh, user)
+	return nonZero(mh.Sum64())
+}
+
+// passHash returns the keyed hash of (user, fingerprint); 0 without a
+// fingerprint.
+func (c *Counter) passHash(user, pass string) uint32 {
+	if pass == "" {
+		return 0
+	}
+	var mh maphash.Hash
+	mh.SetSeed(c.seed)
+	writeFolded(&mh, user)
+	mh.WriteByte(0)
+	mh.WriteString(pass)
+	return nonZero(mh.Sum64())
+}
+
+func writeFolded(mh *maphash.Hash, s string) {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		mh.WriteByte(b)
+	}
+}
+
+// nonZero folds a 64-bit hash to 32 bits, never 0 (which means "none").
+func nonZero(h uint64) uint32 {
+	if v := uint32(h ^ h>>32); v != 0 {
+		return v
+	}
+	return 1
 }
 
 // insertEvent inserts e keeping evs sorted by time (after equal times).
@@ -359,7 +503,7 @@ func (c *Counter) Len() int {
 func (c *Counter) Stats() CounterStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return CounterStats{Windows: len(c.index), Evicted: c.evicted, Expired: c.expired}
+	return CounterStats{Windows: len(c.index), Evicted: c.evicted, Expired: c.expired, Cleared: c.cleared, Repeats: c.repeats}
 }
 
 // Snapshot returns every live window, ordered by jail and key, for a
@@ -388,6 +532,31 @@ func (c *Counter) Snapshot() []Window {
 	return out
 }
 
+// rederive recovers a restored failure's user and fingerprint hashes from
+// its line (a checkpoint keeps times and lines only), when the jail has a
+// use for them. Each restored failure counts once: a count was already
+// spread over several times by Add.
+func (c *Counter) rederive(j *Jail, line string) (user, pass uint32) {
+	if line == "" || (len(j.Successregex) == 0 && !capturesPass(j)) {
+		return 0, 0
+	}
+	for _, p := range j.Failregex {
+		if cp, res := p.match(line); res == matched {
+			return c.userHash(cp.user), c.passHash(cp.user, cp.pass)
+		}
+	}
+	return 0, 0
+}
+
+func capturesPass(j *Jail) bool {
+	for _, p := range j.Failregex {
+		if p.pass >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Restore brings back windows from a checkpoint, merged with what the
 // counter holds. Windows of jails the counter does not know (given to
 // NewCounter or seen by Add) are skipped: the jail is gone. A window never
@@ -414,12 +583,14 @@ func (c *Counter) Restore(ws []Window) int {
 			idx = c.create(k)
 		}
 		w := &c.slots[idx]
+		j := c.jails[id]
 		for i, t := range sw.Times {
-			var line string
+			e := event{t: t.UnixNano()}
 			if i < len(sw.Lines) {
-				line = keepLine(sw.Lines[i])
+				e.line = keepLine(sw.Lines[i])
+				e.user, e.pass = c.rederive(j, e.line)
 			}
-			w.ev = insertEvent(w.ev, event{t: t.UnixNano(), line: line})
+			w.ev = insertEvent(w.ev, e)
 		}
 		newest := w.ev[len(w.ev)-1].t
 		cut := max(oldestKept(w.ev, newest-ft), len(w.ev)-(maxRetry-1))

@@ -16,12 +16,15 @@ type Jail struct {
 	Sources     []string // names of the sources this jail reads
 	Failregex   []*Pattern
 	Ignoreregex []*Pattern
-	MaxRetry    int
-	FindTime    time.Duration
-	BanTime     time.Duration
-	Key         Key
-	Increment   Increment
-	Ignore      []netip.Prefix // per-jail ignore list, on top of the global one
+	// Successregex matches successful logins: a success of user U from an
+	// address clears that address's failures for U in this jail.
+	Successregex []*Pattern
+	MaxRetry     int
+	FindTime     time.Duration
+	BanTime      time.Duration
+	Key          Key
+	Increment    Increment
+	Ignore       []netip.Prefix // per-jail ignore list, on top of the global one
 }
 
 // Key says what a failure is counted against: the address itself, or the
@@ -38,13 +41,31 @@ type Increment struct {
 	Max    time.Duration
 }
 
-// Hit is one matched failure.
+// Hit is one matched failure, or with Success a successful login.
 type Hit struct {
 	Jail *Jail
 	Addr netip.Addr // unmapped
 	User string     // from (?P<user>...), if any
 	Time time.Time  // the line's own timestamp, else the read time
 	Line string
+	// Count is how many failures the line stands for, from (?P<count>...)
+	// ("auth failed, 3 attempts"); 0 means 1. The counter caps it at the
+	// jail's MaxRetry.
+	Count int
+	// Pass is the password fingerprint from (?P<pass>...), if any: the
+	// same (address, user, fingerprint) counts once within FindTime.
+	Pass string
+	// Success marks a successful login (a successregex matched): the
+	// counter clears failures with it and never bans on it.
+	Success bool
+}
+
+// Failures returns how many failures h stands for: 0 for a success.
+func (h Hit) Failures() int {
+	if h.Success {
+		return 0
+	}
+	return max(h.Count, 1)
 }
 
 // Decision is a ban the counter decided on.

@@ -13,7 +13,7 @@ type Matcher struct {
 	bySource  map[string]*group // jails reading each source
 	prefilter bool
 
-	lines, matched, hits, badHost, ignored atomic.Uint64
+	lines, matched, hits, badHost, ignored, successes atomic.Uint64
 }
 
 // MatcherStats are the Matcher's counters since it was made.
@@ -23,6 +23,9 @@ type MatcherStats struct {
 	Hits    uint64 // hits (a line can hit several jails)
 	BadHost uint64 // lines a failregex matched whose host was not an address, and that gave no hit
 	Ignored uint64 // lines whose hits an ignoreregex suppressed, and that gave no hit
+	// Successes are success hits (successregex), counted apart: Matched
+	// and Hits are about failures only.
+	Successes uint64
 }
 
 // group is the jails of one source, with one automaton over all the
@@ -33,9 +36,10 @@ type group struct {
 }
 
 type mjail struct {
-	jail   *Jail
-	fail   []mpattern
-	ignore []mpattern
+	jail    *Jail
+	fail    []mpattern
+	ignore  []mpattern
+	success []mpattern
 }
 
 // mpattern is a pattern with the ids (in its group's automaton) of the
@@ -99,7 +103,7 @@ func newGroup(js []*Jail) *group {
 		return out
 	}
 	for _, j := range js {
-		g.jails = append(g.jails, mjail{jail: j, fail: compile(j.Failregex), ignore: compile(j.Ignoreregex)})
+		g.jails = append(g.jails, mjail{jail: j, fail: compile(j.Failregex), ignore: compile(j.Ignoreregex), success: compile(j.Successregex)})
 	}
 	g.ac = newAutomaton(lits)
 	return g
@@ -113,7 +117,9 @@ const seenWords = 8
 // source is "") that line fails. read is when the line was read; a hit's
 // time is the line's own timestamp when it has one. Within a jail the
 // first failregex that matches decides, and a matching ignoreregex
-// suppresses the jail's hit. Hits share line's memory.
+// suppresses the jail's hit. A line no failregex of a jail matches may
+// match one of its successregexes: that gives a hit with Success set.
+// Hits share line's memory.
 func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	m.lines.Add(1)
 	g := m.all
@@ -134,14 +140,23 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	}
 	n0 := len(dst)
 	var bad, ignored bool
+	var failures, successes int
 	var when time.Time
+	hit := func(j *Jail, c capture, success bool) {
+		if when.IsZero() {
+			when = LineTime(line, read)
+		}
+		dst = append(dst, Hit{Jail: j, Addr: c.addr, User: c.user, Time: when, Line: line, Count: c.count, Pass: c.pass, Success: success})
+	}
 	for i := range g.jails {
 		mj := &g.jails[i]
+		res := noMatch
 		for _, fp := range mj.fail {
 			if !applies(fp, seen) {
 				continue
 			}
-			addr, user, res := fp.p.match(line)
+			var c capture
+			c, res = fp.p.match(line)
 			if res == noMatch {
 				continue
 			}
@@ -153,17 +168,36 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 				ignored = true
 				break
 			}
-			if when.IsZero() {
-				when = LineTime(line, read)
+			hit(mj.jail, c, false)
+			failures++
+			break
+		}
+		if res != noMatch {
+			continue
+		}
+		for _, sp := range mj.success {
+			if !applies(sp, seen) {
+				continue
 			}
-			dst = append(dst, Hit{Jail: mj.jail, Addr: addr, User: user, Time: when, Line: line})
+			c, sres := sp.p.match(line)
+			if sres == noMatch {
+				continue
+			}
+			if sres == matched {
+				hit(mj.jail, c, true)
+				successes++
+			}
 			break
 		}
 	}
-	switch n := len(dst) - n0; {
-	case n > 0:
+	if successes > 0 {
+		m.successes.Add(uint64(successes))
+	}
+	switch {
+	case failures > 0:
 		m.matched.Add(1)
-		m.hits.Add(uint64(n))
+		m.hits.Add(uint64(failures))
+	case len(dst) > n0:
 	case bad:
 		m.badHost.Add(1)
 	case ignored:
@@ -203,5 +237,7 @@ func (m *Matcher) Stats() MatcherStats {
 		Hits:    m.hits.Load(),
 		BadHost: m.badHost.Load(),
 		Ignored: m.ignored.Load(),
+
+		Successes: m.successes.Load(),
 	}
 }

@@ -28,12 +28,30 @@ const (
 	hostAddr = hostIPv4 + `|` + hostIPv6 + `|` + hostName
 )
 
-// Pattern is a compiled failregex or ignoreregex.
+// Names of the capture groups a pattern may use besides <HOST>.
+const (
+	// GroupUser captures the account name the client gave.
+	GroupUser = "user"
+	// GroupCount captures how many attempts one line stands for
+	// (Dovecot's "auth failed, 3 attempts").
+	GroupCount = "count"
+	// GroupPass captures a fingerprint of the password tried (Dovecot's
+	// auth_verbose_passwords = sha1:6): repeats count once.
+	GroupPass = "pass"
+)
+
+// MaxCount bounds what a (?P<count>...) group may claim: the counter caps
+// it further at the jail's maxretry.
+const MaxCount = 1 << 16
+
+// Pattern is a compiled failregex, successregex or ignoreregex.
 type Pattern struct {
 	expr     string
 	re       *regexp.Regexp
 	hosts    []int    // capture group indexes of the <HOST> expansions
 	user     int      // capture group index of (?P<user>...), or -1
+	count    int      // capture group index of (?P<count>...), or -1
+	pass     int      // capture group index of (?P<pass>...), or -1
 	literals []string // at least one must occur in a matching line; nil: no prefilter
 }
 
@@ -41,6 +59,15 @@ type Pattern struct {
 func CompileFailregex(expr string) (*Pattern, error) {
 	if !strings.Contains(expr, HostTag) {
 		return nil, fmt.Errorf("failregex has no %s: %q", HostTag, expr)
+	}
+	return compile(expr)
+}
+
+// CompileSuccessregex compiles a successregex (a successful login): it
+// must contain <HOST>, and needs (?P<user>...) to clear anything.
+func CompileSuccessregex(expr string) (*Pattern, error) {
+	if !strings.Contains(expr, HostTag) {
+		return nil, fmt.Errorf("successregex has no %s: %q", HostTag, expr)
 	}
 	return compile(expr)
 }
@@ -71,13 +98,17 @@ func compile(expr string) (*Pattern, error) {
 	if err != nil {
 		return nil, regexError(err)
 	}
-	p := &Pattern{expr: expr, re: re, user: -1}
+	p := &Pattern{expr: expr, re: re, user: -1, count: -1, pass: -1}
 	for i, name := range re.SubexpNames() {
 		switch {
 		case strings.HasPrefix(name, hostGroup):
 			p.hosts = append(p.hosts, i)
-		case name == "user" && p.user < 0:
+		case name == GroupUser && p.user < 0:
 			p.user = i
+		case name == GroupCount && p.count < 0:
+			p.count = i
+		case name == GroupPass && p.pass < 0:
+			p.pass = i
 		}
 	}
 	tree, err := syntax.Parse(expanded, syntax.Perl)
@@ -127,6 +158,20 @@ func (p *Pattern) String() string { return p.expr }
 // line the pattern matches (the prefilter), or nil if there is none useful.
 func (p *Pattern) Literals() []string { return append([]string(nil), p.literals...) }
 
+// Captures reports whether the pattern has the named group (GroupUser,
+// GroupCount, GroupPass).
+func (p *Pattern) Captures(name string) bool {
+	switch name {
+	case GroupUser:
+		return p.user >= 0
+	case GroupCount:
+		return p.count >= 0
+	case GroupPass:
+		return p.pass >= 0
+	}
+	return false
+}
+
 // matchResult says what a pattern made of a line.
 type matchResult int
 
@@ -136,22 +181,33 @@ const (
 	matched
 )
 
+// capture is what a matching pattern took from a line; the strings share
+// the line's memory.
+type capture struct {
+	addr  netip.Addr
+	user  string
+	pass  string
+	count int // 0 when the pattern has no count group
+}
+
 // match runs the pattern on line. It calls the cheap MatchString first so
 // that a line that does not match allocates nothing.
-func (p *Pattern) match(line string) (netip.Addr, string, matchResult) {
+func (p *Pattern) match(line string) (capture, matchResult) {
 	if !p.re.MatchString(line) {
-		return netip.Addr{}, "", noMatch
+		return capture{}, noMatch
 	}
 	if len(p.hosts) == 0 {
-		return netip.Addr{}, "", matched
+		return capture{}, matched
 	}
 	loc := p.re.FindStringSubmatchIndex(line)
 	if loc == nil {
-		return netip.Addr{}, "", noMatch
+		return capture{}, noMatch
 	}
-	var user string
-	if p.user >= 0 && loc[2*p.user] >= 0 {
-		user = line[loc[2*p.user]:loc[2*p.user+1]]
+	var c capture
+	c.user = submatch(line, loc, p.user)
+	c.pass = submatch(line, loc, p.pass)
+	if p.count >= 0 {
+		c.count = parseCount(submatch(line, loc, p.count))
 	}
 	for _, g := range p.hosts {
 		if loc[2*g] < 0 {
@@ -159,9 +215,29 @@ func (p *Pattern) match(line string) (netip.Addr, string, matchResult) {
 		}
 		a, err := netip.ParseAddr(line[loc[2*g]:loc[2*g+1]])
 		if err != nil {
-			return netip.Addr{}, user, badHost
+			return c, badHost
 		}
-		return a.Unmap().WithZone(""), user, matched
+		c.addr = a.Unmap().WithZone("")
+		return c, matched
 	}
-	return netip.Addr{}, user, badHost
+	return c, badHost
+}
+
+// parseCount reads the leading digits of s, saturating at MaxCount. A
+// count that is missing or 0 still stands for the failure the line
+// reports: 1.
+func parseCount(s string) int {
+	n := 0
+	for i := 0; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = min(n*10+int(s[i]-'0'), MaxCount)
+	}
+	return max(n, 1)
+}
+
+// submatch returns capture group i of a match, "" if absent.
+func submatch(line string, loc []int, i int) string {
+	if i < 0 || loc[2*i] < 0 {
+		return ""
+	}
+	return line[loc[2*i]:loc[2*i+1]]
 }

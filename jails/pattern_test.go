@@ -73,15 +73,15 @@ func TestPatternHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			addr, user, res := p.match(tt.line)
+			c, res := p.match(tt.line)
 			if res != tt.want {
 				t.Fatalf("result %d, want %d", res, tt.want)
 			}
 			if tt.want != matched {
 				return
 			}
-			if addr != netip.MustParseAddr(tt.addr) || user != tt.user {
-				t.Errorf("got %s %q, want %s %q", addr, user, tt.addr, tt.user)
+			if c.addr != netip.MustParseAddr(tt.addr) || c.user != tt.user {
+				t.Errorf("got %s %q, want %s %q", c.addr, c.user, tt.addr, tt.user)
 			}
 		})
 	}

@@ -3,16 +3,28 @@
 # with a date in front); the regexes match anywhere in the line, so both work.
 # smtpd runs as postfix/smtpd, postfix/submission/smtpd, postfix/smtps/smtpd.
 
-# SMTP AUTH guessing, every mechanism, both the old form ending in the
-# server's challenge ("failed: UGFzc3dvcmQ6") and the one Postfix 3.9 added
-# (backported to 3.7.8: "failed: (reason unavailable), sasl_username=alice").
+# SMTP AUTH guessing, every mechanism (LOGIN, PLAIN, CRAM-MD5, DIGEST-MD5,
+# also spelled in lower case by some clients), both the old form ending in
+# the server's challenge or the SASL library's reason ("failed:
+# UGFzc3dvcmQ6", "failed: authentication failure") and the one Postfix 3.9
+# added and backported to 3.5.22, 3.6.12, 3.7.8 and 3.8.3 ("failed: (reason
+# unavailable), sasl_username=alice"), which names the user.
+# One line per failed AUTH command: the per-session summary at disconnect
+# ("auth=0/3") is not matched, or each attempt would count twice.
 # 5 failures in 1h -> banned 1h, doubling to 1w for repeat offenders: slow
-# brute force is the common case, and a short window misses it.
+# brute force is the common case, and a short window misses it; 5 leaves a
+# user who mistypes room for a few tries.
 jail "postfix-sasl" {
   source  = "mail"
   enabled = true
   failregex = [
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: warning: [^\\s\\[]*\\[<HOST>\\]: SASL [-A-Z0-9]+ authentication failed: [^,]*(?:, sasl_username=(?P<user>[^\\s,]+))?",
+    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: warning: [^\\s\\[]*\\[<HOST>\\]: SASL [-\\w]+ authentication failed: [^,]*(?:, sasl_username=(?P<user>[^\\s,]+))?",
+  ]
+  # A successful AUTH ("client=...[addr], sasl_method=PLAIN,
+  # sasl_username=alice") clears that address's failures for alice only:
+  # failures logged without a user (before 3.5.22) stay.
+  successregex = [
+    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: [0-9A-Za-z]+: client=[^\\s\\[]*\\[<HOST>\\](?::\\d+)?, sasl_method=[-\\w]+, sasl_username=(?P<user>[^\\s,]+)",
   ]
   # The auth server being down or a client asking for a mechanism we do
   # not offer is not a guess.

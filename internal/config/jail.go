@@ -29,6 +29,7 @@ var jailSchema = &hcl.BodySchema{
 		{Name: "enabled"},
 		{Name: "failregex", Required: true},
 		{Name: "ignoreregex"},
+		{Name: "successregex"},
 		{Name: "maxretry"},
 		{Name: "findtime"},
 		{Name: "bantime"},
@@ -82,6 +83,9 @@ func (l *loader) jail(b *hcl.Block) {
 	}
 	if a, ok := attrs["ignoreregex"]; ok {
 		j.Ignoreregex = l.patterns(a.Expr, "ignoreregex", jails.CompileIgnoreregex)
+	}
+	if a, ok := attrs["successregex"]; ok {
+		j.Successregex = l.patterns(a.Expr, "successregex", jails.CompileSuccessregex)
 	}
 	if a, ok := attrs["maxretry"]; ok {
 		f, ok := l.number(a.Expr, "maxretry")
@@ -202,14 +206,18 @@ func (l *loader) patterns(e hcl.Expression, name string, compile compileFunc) []
 	ss, rs, _ := l.strList(e, name)
 	var out []*jails.Pattern
 	for i, s := range ss {
-		if name == "failregex" && !strings.Contains(s, jails.HostTag) {
-			l.errorf(rs[i], "Missing <HOST>", "a failregex must capture the client address with %s: %q", jails.HostTag, s)
+		if name != "ignoreregex" && !strings.Contains(s, jails.HostTag) {
+			l.errorf(rs[i], "Missing <HOST>", "a %s must capture the client address with %s: %q", name, jails.HostTag, s)
 			continue
 		}
 		p, err := compile(s)
 		if err != nil {
 			l.errorf(rs[i], "Invalid regular expression", "%s: %v", name, err)
 			continue
+		}
+		if name == "successregex" && !p.Captures(jails.GroupUser) {
+			// A success clears only the failures of its own user.
+			l.warnf(rs[i], "Successregex without user", "a successregex clears the failures of the user it captures with (?P<user>...); this one captures none, so it clears nothing: %q", s)
 		}
 		out = append(out, p)
 	}

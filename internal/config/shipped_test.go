@@ -132,7 +132,12 @@ func TestShippedJails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// The journal layout, and the syslog layout with a date in front.
 			for _, line := range []string{tt.line, "Nov 24 16:04:04 " + tt.line} {
-				hits := m.Match("", line, read, nil)
+				var hits []jails.Hit
+				for _, h := range m.Match("", line, read, nil) {
+					if !h.Success { // successes are checked by the corpus test
+						hits = append(hits, h)
+					}
+				}
 				if tt.jail == "" {
 					if len(hits) > 0 {
 						t.Errorf("%q hit %s (%v), want no hit", line, hits[0].Jail.Name, hits[0].Addr)

@@ -99,12 +99,13 @@ type ban struct {
 }
 
 type match struct {
-	File string    `json:"file"`
-	Line int       `json:"line"`
-	Jail string    `json:"jail"`
-	IP   string    `json:"ip"`
-	User string    `json:"user,omitempty"`
-	Time time.Time `json:"time"`
+	Event string    `json:"event,omitempty"` // "success" for a login that clears failures
+	File  string    `json:"file"`
+	Line  int       `json:"line"`
+	Jail  string    `json:"jail"`
+	IP    string    `json:"ip"`
+	User  string    `json:"user,omitempty"`
+	Time  time.Time `json:"time"`
 }
 
 type run struct {
@@ -161,11 +162,18 @@ func (r *run) file(ctx context.Context, path string) error {
 }
 
 func (r *run) hit(path string, n int, h jails.Hit) error {
-	st := r.stats[h.Jail.Name]
-	st.matched++
-	st.addrs[h.Addr]++
+	m := match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}
+	if h.Success {
+		// A successful login is no failure, but it clears some (see
+		// jails.Counter), so -json shows it.
+		m.Event = "success"
+	} else {
+		st := r.stats[h.Jail.Name]
+		st.matched++
+		st.addrs[h.Addr] += h.Failures()
+	}
 	if r.opts.JSON {
-		if err := r.enc.Encode(match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}); err != nil {
+		if err := r.enc.Encode(m); err != nil {
 			return fmt.Errorf("replay: write: %w", err)
 		}
 	}
@@ -179,6 +187,7 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 	prior := r.prior[d.Key]
 	r.prior[d.Key] = prior + 1
 	b := ban{Event: "ban", Jail: h.Jail.Name, IP: d.Key, Time: d.Time, Until: d.Time.Add(h.Jail.BanDuration(prior)), Failures: d.Failures}
+	st := r.stats[h.Jail.Name]
 	st.bans = append(st.bans, b)
 	if r.opts.JSON {
 		if err := r.enc.Encode(b); err != nil {

@@ -189,4 +189,3 @@ func TestReplaySummaryAndErrors(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
-

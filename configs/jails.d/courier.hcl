@@ -1,0 +1,34 @@
+# Courier jail, off by default: a Debian host runs Postfix and Dovecot
+# unless Courier was chosen. Courier's imapd, pop3d (also -ssl) and
+# courieresmtpd log through syslog to /var/log/mail.log; the daemon opens
+# this source only when an enabled jail reads it.
+source "file" "courier" {
+  path = "/var/log/mail.log"
+}
+
+# IMAP/POP3 login failures ("imapd: LOGIN FAILED, user=alice,
+# ip=[::ffff:203.0.113.7]") and SMTP AUTH failures ("courieresmtpd:
+# error,relay=::ffff:203.0.113.7,msg=\"535 Authentication failed.\"").
+# The user name is the client's own text and is logged as given: the
+# address is the last ip=[...] on the line, so a user name holding a fake
+# "ip=[1.2.3.4]" cannot choose it.
+# 5 in 1h -> banned 1h, doubling to 1w, as for the other login jails.
+jail "courier" {
+  source  = "courier"
+  enabled = false
+  failregex = [
+    "(?:imapd|pop3d|courierpop3login|courierimaplogin)(?:-ssl)?(?:\\[\\d+\\])?: LOGIN FAILED, (?:user=(?P<user>.*), )?(?:method=[-\\w]+, )?ip=\\[<HOST>\\](?:, port=\\[\\d+\\])?\\s*$",
+    "courieresmtpd(?:\\[\\d+\\])?: error,relay=<HOST>,(?:ident=[^,]*,)?msg=\"535 Authentication failed\\.\"",
+  ]
+  # A successful login clears that address's failures for that user only.
+  successregex = [
+    "(?:imapd|pop3d|courierpop3login|courierimaplogin)(?:-ssl)?(?:\\[\\d+\\])?: LOGIN, user=(?P<user>.*), ip=\\[<HOST>\\], port=\\[\\d+\\], protocol=\\w+\\s*$",
+  ]
+  maxretry = 5
+  findtime = "1h"
+  bantime  = "1h"
+  bantime_increment {
+    factor = 2
+    max    = "1w"
+  }
+}
