@@ -19,6 +19,12 @@ type Config struct {
 	Files    []string // every file loaded: the main file, then the included ones
 	StateDir string
 	Socket   string
+	// SocketGroup, if set, makes the control socket 0660 with this group
+	// (a name or a numeric gid), whose members may make changes; otherwise
+	// the socket is 0600 and only root may connect.
+	SocketGroup string
+	// Metrics is the host:port the Prometheus endpoint listens on; "" serves none.
+	Metrics  string
 	Ignore   []netip.Prefix // global ignore list (loopback is always ignored too)
 	Sources  []Source
 	Jails    []*jails.Jail // every jail, enabled or not

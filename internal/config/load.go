@@ -29,6 +29,8 @@ var mainSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "state_dir"},
 		{Name: "socket"},
+		{Name: "socket_group"},
+		{Name: "metrics"},
 		{Name: "include"},
 		{Name: "ignore"},
 	},
@@ -163,6 +165,12 @@ func (l *loader) loadMain(path string) {
 		if s, ok := l.nonEmpty(a.Expr, "socket"); ok {
 			l.cfg.Socket = s
 		}
+	}
+	if a, ok := attrs["socket_group"]; ok {
+		l.cfg.SocketGroup = l.group(a.Expr, "socket_group")
+	}
+	if a, ok := attrs["metrics"]; ok {
+		l.cfg.Metrics = l.listenAddr(a.Expr, "metrics")
 	}
 	if a, ok := attrs["ignore"]; ok {
 		l.cfg.Ignore = l.prefixes(a.Expr, "ignore")

@@ -122,7 +122,7 @@ func (d *Daemon) Ban(ctx context.Context, p netip.Prefix, jail string, dur time.
 		return control.Ban{}, fmt.Errorf("%w: refusing to ban %s: %s", control.ErrInvalid, p, why)
 	}
 	now := d.now()
-	saved, err := d.putBan(ctx, state.Ban{Prefix: p, Jail: jail, Since: now, Until: now.Add(dur), Origin: d.opts.Hostname})
+	saved, err := d.putBan(ctx, state.Ban{Prefix: p, Jail: jail, Since: now, Until: now.Add(dur), Origin: d.opts.Hostname}, now)
 	if err != nil {
 		return control.Ban{}, err
 	}

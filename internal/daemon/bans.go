@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"smtpban/firewall"
+	"smtpban/internal/metrics"
 	"smtpban/jails"
 	"smtpban/state"
 )
@@ -20,6 +21,7 @@ const manualBanTime = time.Hour
 // banDecision turns a counter's decision into a ban, unless the address
 // must never be banned. The caller holds mu.
 func (d *Daemon) banDecision(ctx context.Context, dec jails.Decision) {
+	decided := d.now()
 	j := dec.Jail
 	if why := d.protected(j.Name, dec.Key, dec.Addr); why != "" {
 		d.log.Warn("ban skipped", keyJail, j.Name, keyAddr, dec.Key, keyFailures, dec.Failures, "reason", why)
@@ -41,7 +43,7 @@ func (d *Daemon) banDecision(ctx context.Context, dec jails.Decision) {
 		Prefix: dec.Key, Jail: j.Name, Since: dec.Time, Until: until,
 		Failures: dec.Failures, Lines: dec.Lines, Origin: d.opts.Hostname,
 	}
-	if _, err := d.putBan(ctx, b); err != nil {
+	if _, err := d.putBan(ctx, b, decided); err != nil {
 		d.log.Error("ban failed", keyJail, j.Name, keyAddr, dec.Key, keyErr, err)
 		return
 	}
@@ -76,8 +78,9 @@ func (d *Daemon) protected(jail string, p netip.Prefix, addr netip.Addr) string 
 	return ""
 }
 
-// putBan makes b durable, then applies it. The caller holds mu.
-func (d *Daemon) putBan(ctx context.Context, b state.Ban) (state.Ban, error) {
+// putBan makes b durable, then applies it; decided is when the ban was
+// decided, for the apply latency. The caller holds mu.
+func (d *Daemon) putBan(ctx context.Context, b state.Ban, decided time.Time) (state.Ban, error) {
 	saved, err := d.store.PutBan(b)
 	if err != nil {
 		return state.Ban{}, fmt.Errorf("save ban: %w", err)
@@ -85,8 +88,10 @@ func (d *Daemon) putBan(ctx context.Context, b state.Ban) (state.Ban, error) {
 	left := saved.Until.Sub(d.now())
 	if err := d.fw.Add(ctx, []firewall.Entry{{Prefix: saved.Prefix, Timeout: left}}); err != nil {
 		// It stays in state: the next resync applies it again.
+		d.metrics.FirewallError(metrics.OpAdd)
 		return saved, fmt.Errorf("apply ban: %w", err)
 	}
+	d.metrics.Ban(saved.Jail, saved.Origin, d.now().Sub(decided))
 	if c := d.jailStats[saved.Jail]; c != nil {
 		c.banned++
 	}
@@ -122,11 +127,14 @@ func (d *Daemon) unban(ctx context.Context, p netip.Prefix, jail string, all boo
 	}
 	if len(prefixes) > 0 {
 		if err := d.fw.Remove(ctx, prefixes); err != nil {
+			d.metrics.FirewallError(metrics.OpRemove)
 			return lifted, fmt.Errorf("remove from firewall: %w", err)
 		}
 	}
 	for _, b := range lifted {
-		d.log.Info("unban", keyJail, b.Jail, keyAddr, b.Prefix, keyOrigin, b.Origin)
+		d.metrics.Unban(b.Jail, b.Origin)
+		d.log.Info("unban", keyJail, b.Jail, keyAddr, b.Prefix, keyFailures, b.Failures,
+			keyUntil, b.Until.UTC().Format(time.RFC3339), keyOrigin, b.Origin)
 	}
 	return lifted, nil
 }

@@ -20,6 +20,7 @@ import (
 	"smtpban/firewall"
 	"smtpban/internal/config"
 	"smtpban/internal/control"
+	"smtpban/internal/metrics"
 	"smtpban/internal/source"
 	"smtpban/jails"
 	"smtpban/state"
@@ -62,6 +63,7 @@ type Daemon struct {
 	store   *state.Store
 	fw      firewall.Backend
 	fwKind  string
+	metrics *metrics.Metrics // nil when the config has no metrics address
 
 	reloadReq chan reloadReq
 	lines     chan source.Line
@@ -144,6 +146,9 @@ func New(opts Options) (*Daemon, error) {
 		positions: map[string][]byte{},
 		jailStats: map[string]*jailCounters{},
 	}
+	if cfg.Metrics != "" {
+		d.metrics = metrics.New(metrics.Options{Version: opts.Version, View: metricsView{d}})
+	}
 	if err := d.applyConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -207,7 +212,9 @@ func (d *Daemon) applyConfig(cfg *config.Config) error {
 		if d.jailStats[j.Name] == nil {
 			d.jailStats[j.Name] = &jailCounters{}
 		}
+		d.metrics.InitJail(j.Name, d.opts.Hostname)
 	}
+	d.metrics.InitJail(manualJail, d.opts.Hostname)
 	d.cfg = cfg
 	d.jails = byName
 	d.matcher = jails.NewMatcher(enabled)
@@ -239,22 +246,44 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.restore(ctx); err != nil {
 		return err
 	}
-	srv := control.NewServer(d, control.ServerOptions{Path: d.cfg.Socket, Logger: d.log, Now: d.now})
+	var metricsLn net.Listener
+	if d.metrics != nil {
+		ln, err := net.Listen("tcp", d.cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		metricsLn = ln
+	}
+	srv := control.NewServer(d, control.ServerOptions{Path: d.cfg.Socket, Group: d.cfg.SocketGroup, Logger: d.log, Now: d.now})
 	// Listening before READY=1: whoever was told we are up can connect.
 	if err := srv.Listen(); err != nil {
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return fmt.Errorf("control socket: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx) })
+	if metricsLn != nil {
+		g.Go(func() error {
+			// Metrics that fail must not take the bans down with them.
+			if err := d.metrics.Serve(gctx, metricsLn, d.log); err != nil {
+				d.log.Error("metrics stopped", keyErr, err)
+			}
+			return nil
+		})
+	}
+	// Read the config under mu: once lineLoop runs, a reload may replace it.
 	d.mu.Lock()
 	stopSources, srcDone := d.startSources(gctx)
+	nJails, nSources, resyncEvery := len(d.cfg.Jails), len(d.sources), d.cfg.Firewall.Resync
 	d.mu.Unlock()
 	g.Go(func() error { return d.lineLoop(gctx, stopSources, srcDone) })
-	g.Go(func() error { return d.housekeeping(gctx) })
+	g.Go(func() error { return d.housekeeping(gctx, resyncEvery) })
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
-	d.log.Info("smtpband running", "version", d.opts.Version, "firewall", d.fwKind, "jails", len(d.cfg.Jails), "sources", len(d.sources))
+	d.log.Info("smtpband running", "version", d.opts.Version, "firewall", d.fwKind, "jails", nJails, "sources", nSources)
 	err := g.Wait()
 	if cerr := d.checkpoint(); cerr != nil {
 		d.log.Error("final checkpoint", keyErr, cerr)
@@ -282,7 +311,9 @@ func (d *Daemon) restore(ctx context.Context) error {
 		return fmt.Errorf("sweep expired bans: %w", err)
 	}
 	added, removed, err := d.resync(ctx)
+	d.metrics.Resync("start")
 	if err != nil {
+		d.metrics.FirewallError(metrics.OpResync)
 		return err
 	}
 	ws, err := d.store.Windows()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"smtpban/internal/config"
+	"smtpban/internal/metrics"
 	"smtpban/internal/source"
 	"smtpban/state"
 )
@@ -102,7 +103,10 @@ func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
 	defer d.mu.Unlock()
 	d.hits = d.matcher.Match(l.Source, l.Text, l.Time, d.hits[:0])
 	for _, h := range d.hits {
-		d.jailStats[h.Jail.Name].failures++
+		d.jailStats[h.Jail.Name].failures += uint64(h.Failures())
+		if h.Failures() > 0 { // a successregex match is no failure
+			d.metrics.Match(h.Jail.Name)
+		}
 		dec, ok := d.counter.Add(h)
 		if !ok {
 			continue
@@ -114,13 +118,13 @@ func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
 }
 
 // housekeeping checkpoints counters and positions, sweeps expired bans and
-// keeps the firewall in line with state.
-func (d *Daemon) housekeeping(ctx context.Context) error {
+// keeps the firewall in line with state, every resyncEvery (the config's,
+// read under mu by the caller: a reload may change it meanwhile).
+func (d *Daemon) housekeeping(ctx context.Context, resyncEvery time.Duration) error {
 	cp := time.NewTicker(d.opts.CheckpointEvery)
 	defer cp.Stop()
 	sweep := time.NewTicker(d.opts.SweepEvery)
 	defer sweep.Stop()
-	resyncEvery := d.cfg.Firewall.Resync
 	if resyncEvery <= 0 {
 		resyncEvery = 10 * time.Second
 	}
@@ -149,7 +153,7 @@ func (d *Daemon) housekeeping(ctx context.Context) error {
 				changed = nil
 				continue
 			}
-			d.doResync(ctx, "firewall changed")
+			d.doResync(ctx, "changed")
 		}
 	}
 }
@@ -158,7 +162,9 @@ func (d *Daemon) doResync(ctx context.Context, why string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	added, removed, err := d.resync(ctx)
+	d.metrics.Resync(why)
 	if err != nil {
+		d.metrics.FirewallError(metrics.OpResync)
 		d.log.Error("firewall resync", "why", why, keyErr, err)
 		return
 	}
@@ -184,7 +190,10 @@ func (d *Daemon) checkpoint() error {
 	for i, w := range ws {
 		sw[i] = state.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Lines: w.Lines}
 	}
-	if err := d.store.Checkpoint(state.Checkpoint{Positions: pos, Windows: sw}); err != nil {
+	start := d.now()
+	err := d.store.Checkpoint(state.Checkpoint{Positions: pos, Windows: sw})
+	d.metrics.Checkpoint(d.now().Sub(start), err)
+	if err != nil {
 		d.mu.Lock()
 		d.dirty = true
 		d.mu.Unlock()
@@ -212,7 +221,9 @@ func (d *Daemon) sweep() {
 		return
 	}
 	for _, b := range gone {
-		d.log.Info("ban expired", keyJail, b.Jail, keyAddr, b.Prefix, keyOrigin, b.Origin)
+		d.metrics.Expired(b.Jail, b.Origin)
+		d.log.Info("ban expired", keyJail, b.Jail, keyAddr, b.Prefix, keyFailures, b.Failures,
+			keyUntil, b.Until.UTC().Format(time.RFC3339), keyOrigin, b.Origin)
 	}
 }
 
@@ -221,8 +232,12 @@ func (d *Daemon) sweep() {
 func (d *Daemon) Reload(ctx context.Context) error {
 	cfg, diags := config.Load(d.opts.ConfigPath)
 	if diags.HasErrors() {
+		d.metrics.Reload(diags)
 		return fmt.Errorf("reload refused, the running config stays:\n%w", diags)
 	}
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
 	req := reloadReq{cfg: cfg, reply: make(chan error, 1)}
 	select {
 	case d.reloadReq <- req:
@@ -231,8 +246,10 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	}
 	select {
 	case err := <-req.reply:
+		d.metrics.Reload(err)
 		if err == nil {
 			d.log.Info("config reloaded", "jails", len(cfg.Jails))
+			d.warnRestartOnly(old, cfg)
 		}
 		return err
 	case <-ctx.Done():
