@@ -9,6 +9,12 @@ state_dir = "/var/lib/smtpban"
 
 # Control socket for the smtpban client (root only).
 socket = "/run/smtpban/smtpband.sock"
+# Let a group use `smtpban ban/unban/allow/reload` too (socket mode 0660).
+# socket_group = "smtpban"
+
+# Prometheus metrics (smtpban_*) on this address; off when unset. The
+# systemd unit then needs AF_INET in RestrictAddressFamilies (see its comments).
+# metrics = "127.0.0.1:9377"
 
 # Jail files, relative to this file's directory. Left out, this defaults to
 # ["jails.d/*.hcl"]; `include = []` reads none.

@@ -1,0 +1,233 @@
+package source
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testPoll = 20 * time.Millisecond
+
+func newTestFile(t *testing.T, path string, resume []byte) *File {
+	return NewFile(FileConfig{Name: "test", Path: path, Resume: resume, Logger: testLogger(t), Poll: testPoll})
+}
+
+func appendFile(t *testing.T, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		before  string // file content when the source starts ("-" = no file)
+		appends []string
+		want    []string
+	}{
+		{"first sight starts at the end", "old 1\nold 2\n", []string{"new 1\nnew 2\n"}, []string{"new 1", "new 2"}},
+		{"first sight mid-line keeps the whole line", "old 1\nhalf", []string{" done\nnew 2\n"}, []string{"half done", "new 2"}},
+		{"partial line held until its newline", "", []string{"par", "tial\n", "next\n"}, []string{"partial", "next"}},
+		{"missing file read from its start when it appears", "-", []string{"first\nsecond\n"}, []string{"first", "second"}},
+		{"empty and CRLF lines", "", []string{"a\r\n\nb\n"}, []string{"a", "", "b"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mail.log")
+			if tc.before != "-" {
+				appendFile(t, path, tc.before)
+			}
+			src := newTestFile(t, path, nil)
+			r := runSource(t, src)
+			// Let the source settle on its start position before writing.
+			time.Sleep(3 * testPoll)
+			for _, a := range tc.appends {
+				appendFile(t, path, a)
+				time.Sleep(2 * testPoll) // a partial line must survive wake-ups
+			}
+			r.waitLines(len(tc.want))
+			time.Sleep(3 * testPoll) // nothing more may come
+			if got := r.texts(); !slices.Equal(got, tc.want) {
+				t.Errorf("lines = %q, want %q", got, tc.want)
+			}
+			if s := src.Stats(); s.Read != uint64(len(tc.want)) || s.Skipped != 0 {
+				t.Errorf("stats = %+v, want Read %d Skipped 0", s, len(tc.want))
+			}
+		})
+	}
+}
+
+func TestFileGarbageSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	appendFile(t, path, "")
+	src := newTestFile(t, path, nil)
+	r := runSource(t, src)
+	time.Sleep(3 * testPoll)
+	var b bytes.Buffer
+	b.WriteString("ok 1\n")
+	b.WriteString(strings.Repeat("x", MaxLineBytes+1) + "\n") // too long by one
+	b.WriteString(strings.Repeat("y", MaxLineBytes) + "\n")   // exactly the limit: kept
+	b.WriteString("bad \xff\xfe utf8\n")
+	b.WriteString("nul \x00 byte\n")
+	b.WriteString(strings.Repeat("z", 3*MaxLineBytes) + "\n") // spans reads
+	b.WriteString("ok 2\n")
+	appendFile(t, path, b.String())
+	lines := r.waitLines(3)
+	got := r.texts()
+	want := []string{"ok 1", strings.Repeat("y", MaxLineBytes), "ok 2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %d lines starting %q, want %d", len(got), trunc(got), len(want))
+	}
+	waitFor(t, func() bool { return src.Stats().Skipped == 4 }, "4 skipped, have %d", func() int { return int(src.Stats().Skipped) })
+	if s := src.Stats(); s.Read != 3 {
+		t.Errorf("Read = %d, want 3", s.Read)
+	}
+	// The last line's position is the end of the file.
+	fi, _ := os.Stat(path)
+	p, err := decodePos(lines[2].Pos)
+	if err != nil || p.Offset != fi.Size() {
+		t.Errorf("last Pos = %v (%v), want offset %d", p, err, fi.Size())
+	}
+}
+
+func trunc(s []string) []string {
+	var o []string
+	for _, x := range s {
+		if len(x) > 20 {
+			x = x[:20] + "..."
+		}
+		o = append(o, x)
+	}
+	return o
+}
+
+func TestFileResume(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	appendFile(t, path, "before\n")
+	r := runSource(t, newTestFile(t, path, nil))
+	time.Sleep(3 * testPoll)
+	appendFile(t, path, numbered(0, 10))
+	lines := r.waitLines(10)
+	r.stop()
+	// Resume from the 7th line: lines 7..9 come again, then what was
+	// appended while stopped.
+	resume := lines[6].Pos
+	appendFile(t, path, numbered(10, 15))
+	r2 := runSource(t, newTestFile(t, path, resume))
+	r2.waitLines(8)
+	time.Sleep(3 * testPoll)
+	want := strings.Split(strings.TrimSuffix(numbered(7, 15), "\n"), "\n")
+	if got := r2.texts(); !slices.Equal(got, want) {
+		t.Errorf("after resume got %q, want %q", got, want)
+	}
+	if d := DescribePos(resume); !strings.Contains(d, "offset ") {
+		t.Errorf("DescribePos = %q", d)
+	}
+}
+
+// TestFileResumeAfterRotation stops the source, rotates while it is down and
+// checks that the rest of the old file and then all of the new one arrive.
+func TestFileResumeAfterRotation(t *testing.T) {
+	tests := []struct {
+		name   string
+		rotate func(t *testing.T, path string)
+		want   [2]int // numbered lines expected: [from, to)
+	}{
+		{"rename and create", func(t *testing.T, path string) {
+			appendFile(t, path, numbered(10, 20)) // to the old file while we are down
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, path, numbered(20, 25))
+		}, [2]int{10, 25}},
+		{"copytruncate", func(t *testing.T, path string) {
+			appendFile(t, path, numbered(10, 20))
+			copyFile(t, path, path+".1")
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, path, numbered(20, 25))
+		}, [2]int{10, 25}},
+		{"truncated, no copy", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, path, numbered(20, 60)) // grows past the old offset
+		}, [2]int{20, 60}},
+		{"rotated away, no rotated file left", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, path, numbered(20, 25))
+		}, [2]int{20, 25}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendFile(t, path, "")
+			r := runSource(t, newTestFile(t, path, nil))
+			time.Sleep(3 * testPoll)
+			appendFile(t, path, numbered(0, 10))
+			lines := r.waitLines(10)
+			r.stop()
+			tc.rotate(t, path)
+			r2 := runSource(t, newTestFile(t, path, lines[9].Pos))
+			n := tc.want[1] - tc.want[0]
+			r2.waitLines(n)
+			time.Sleep(3 * testPoll)
+			want := strings.Split(strings.TrimSuffix(numbered(tc.want[0], tc.want[1]), "\n"), "\n")
+			if got := r2.texts(); !slices.Equal(got, want) {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func numbered(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "line %06d\n", i)
+	}
+	return b.String()
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDescribePos(t *testing.T) {
+	tests := []struct {
+		name string
+		pos  []byte
+		want string
+	}{
+		{"file", filePos{Inode: 42, Offset: 1234, FPLen: 256, FPHash: 0xabc}.encode(), "inode 42 offset 1234 fingerprint 0000000000000abc/256B"},
+		{"cursor", []byte("s=1;i=2"), `"s=1;i=2"`},
+		{"empty", nil, `""`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DescribePos(tc.pos); got != tc.want {
+				t.Errorf("DescribePos = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
