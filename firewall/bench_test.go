@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,50 @@ func BenchmarkAddSteady(b *testing.B) {
 			b.ReportMetric(nftRate, "nft-bans/s")
 			b.ReportMetric(rate/nftRate, "speedup")
 		})
+	}
+}
+
+// BenchmarkAddNew is the ban latency: one new address per Add, with the
+// kernel insert. BenchmarkAddRefresh re-adds one present address (a ban
+// extended), which needs a delete in the batch. Both report their p99,
+// beside one `nft add element` process per ban as the baseline.
+func BenchmarkAddNew(b *testing.B)     { benchAddOne(b, false) }
+func BenchmarkAddRefresh(b *testing.B) { benchAddOne(b, true) }
+
+func benchAddOne(b *testing.B, refresh bool) {
+	ctx := context.Background()
+	ns := mustNetNS(b)
+	n := mustNFT(b, ns, NFTOptions{})
+	const nftRuns = 20
+	start := time.Now()
+	for i := range nftRuns {
+		ns.execB(b, "nft", "add", "element", "inet", "smtpban", "addrs4", "{ "+benchAddrs(1, 1<<23+i)[0].Prefix.Addr().String()+" timeout 3600s }")
+	}
+	nftPer := time.Since(start) / nftRuns
+	present := benchAddrs(1, 1<<22)
+	if err := n.Add(ctx, present); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	off := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		es := present
+		if !refresh {
+			es = benchAddrs(1, off)
+		}
+		t0 := time.Now()
+		if err := n.Add(ctx, es); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		off++
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(nftPer.Microseconds())/1000, "nft-ms/ban")
+	if got, err := n.List(ctx); err != nil || (!refresh && len(got) != off+1+nftRuns) {
+		b.Fatalf("List has %d entries (err %v), want %d", len(got), err, off+1+nftRuns)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 )
 
 // Defaults for NFTOptions.
@@ -81,6 +82,7 @@ type NFT struct {
 
 	mu   sync.Mutex // owns conn: one netlink conversation at a time
 	conn *nftables.Conn
+	fast *netlink.Conn // for addNew; dialed on first use
 	// ensured is set after the first Ensure: a table absent then is a
 	// first start, not damage to report.
 	ensured bool
@@ -108,7 +110,12 @@ func (n *NFT) Check(e Entry) (Entry, error) { return n.opts.Limits.Check(e) }
 
 // Close leaves the table and its elements in place: bans keep working and
 // expiring while the daemon is down.
-func (n *NFT) Close() error { return nil }
+func (n *NFT) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.dropFast()
+	return nil
+}
 
 // Add inserts entries or resets their timeout to the one given.
 func (n *NFT) Add(ctx context.Context, entries []Entry) error {

@@ -72,11 +72,30 @@ func (n *NFT) apply(ctx context.Context, groups map[string][][]nftables.SetEleme
 	}
 	for _, name := range []string{setAddrs4, setAddrs6, setNets4, setNets6} {
 		set := n.lay.sets[name]
+		// Fast path only until a chunk of this set turns out to hold
+		// present elements: a restore over a full table then pays one
+		// failed batch, not one per chunk.
+		tryNew := add && (name == setAddrs4 || name == setAddrs6)
 		var chunk []nftables.SetElement
 		size := 0
 		send := func() error {
 			if len(chunk) == 0 {
 				return nil
+			}
+			if tryNew {
+				// New elements need no delete: try that first.
+				ok, err := n.addNew(set, chunk)
+				if err != nil {
+					return err
+				}
+				tryNew = ok
+				if ok {
+					chunk, size = nil, 0
+					if batch > 0 {
+						return nil // a slow batch is queued: flush it first
+					}
+					return ctx.Err()
+				}
 			}
 			if err := n.conn.SetAddElements(set, chunk); err != nil {
 				return err

@@ -32,7 +32,9 @@ type MatcherStats struct {
 // literals their patterns require.
 type group struct {
 	jails []mjail
-	ac    *automaton
+	nlit  int
+	wm    *wuManber  // when every literal is long enough to skip on
+	ac    *automaton // otherwise
 }
 
 type mjail struct {
@@ -47,6 +49,31 @@ type mjail struct {
 type mpattern struct {
 	p   *Pattern
 	ids []int32
+	// slot indexes the per-line memo when the group has the same
+	// expression more than once (shipped jails share successregexes):
+	// it then runs once per line. -1: not shared.
+	slot int
+}
+
+// memoSlots bounds how many shared expressions a group memoizes.
+const memoSlots = 4
+
+type memo struct {
+	done uint8 // bit i: slot i holds a result
+	c    [memoSlots]capture
+	res  [memoSlots]matchResult
+}
+
+// match runs p on line, once per line for a shared expression.
+func (p *mpattern) match(line string, mm *memo) (capture, matchResult) {
+	if p.slot < 0 {
+		return p.p.match(line)
+	}
+	if mm.done&(1<<p.slot) == 0 {
+		mm.c[p.slot], mm.res[p.slot] = p.p.match(line)
+		mm.done |= 1 << p.slot
+	}
+	return mm.c[p.slot], mm.res[p.slot]
 }
 
 // NewMatcher builds a matcher over js. It takes jails as given, enabled or
@@ -88,7 +115,7 @@ func newGroup(js []*Jail) *group {
 	compile := func(ps []*Pattern) []mpattern {
 		out := make([]mpattern, 0, len(ps))
 		for _, p := range ps {
-			mp := mpattern{p: p}
+			mp := mpattern{p: p, slot: -1}
 			for _, l := range p.literals {
 				id, ok := index[l]
 				if !ok {
@@ -105,8 +132,45 @@ func newGroup(js []*Jail) *group {
 	for _, j := range js {
 		g.jails = append(g.jails, mjail{jail: j, fail: compile(j.Failregex), ignore: compile(j.Ignoreregex), success: compile(j.Successregex)})
 	}
-	g.ac = newAutomaton(lits)
+	shareSlots(g.jails)
+	g.nlit = len(lits)
+	if g.wm = newWuManber(lits); g.wm == nil {
+		g.ac = newAutomaton(lits)
+	}
 	return g
+}
+
+// shareSlots gives the failregexes and successregexes whose expression
+// occurs more than once in jails a memo slot.
+func shareSlots(jails []mjail) {
+	uses := make(map[string]int)
+	for _, mj := range jails {
+		for _, ps := range [][]mpattern{mj.fail, mj.success} {
+			for _, mp := range ps {
+				uses[mp.p.expr]++
+			}
+		}
+	}
+	slots := make(map[string]int)
+	for _, mj := range jails {
+		for _, ps := range [][]mpattern{mj.fail, mj.success} {
+			for i := range ps {
+				e := ps[i].p.expr
+				if uses[e] < 2 {
+					continue
+				}
+				slot, ok := slots[e]
+				if !ok {
+					if len(slots) == memoSlots {
+						continue
+					}
+					slot = len(slots)
+					slots[e] = slot
+				}
+				ps[i].slot = slot
+			}
+		}
+	}
 }
 
 // seenWords is how many literals the on-stack bitset holds (64 each);
@@ -131,17 +195,22 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	}
 	var small [seenWords]uint64
 	var seen []uint64
-	if m.prefilter && g.ac != nil {
+	if m.prefilter && g.nlit > 0 {
 		seen = small[:]
-		if need := (g.ac.nlit + 63) / 64; need > seenWords {
+		if need := (g.nlit + 63) / 64; need > seenWords {
 			seen = make([]uint64, need)
 		}
-		g.ac.scan(line, seen)
+		if g.wm != nil {
+			g.wm.scan(line, seen)
+		} else {
+			g.ac.scan(line, seen)
+		}
 	}
 	n0 := len(dst)
 	var bad, ignored bool
 	var failures, successes int
 	var when time.Time
+	var mm memo
 	hit := func(j *Jail, c capture, success bool) {
 		if when.IsZero() {
 			when = LineTime(line, read)
@@ -151,12 +220,13 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	for i := range g.jails {
 		mj := &g.jails[i]
 		res := noMatch
-		for _, fp := range mj.fail {
+		for k := range mj.fail {
+			fp := &mj.fail[k]
 			if !applies(fp, seen) {
 				continue
 			}
 			var c capture
-			c, res = fp.p.match(line)
+			c, res = fp.match(line, &mm)
 			if res == noMatch {
 				continue
 			}
@@ -175,11 +245,12 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 		if res != noMatch {
 			continue
 		}
-		for _, sp := range mj.success {
+		for k := range mj.success {
+			sp := &mj.success[k]
 			if !applies(sp, seen) {
 				continue
 			}
-			c, sres := sp.p.match(line)
+			c, sres := sp.match(line, &mm)
 			if sres == noMatch {
 				continue
 			}
@@ -208,7 +279,7 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 
 // applies says whether the prefilter lets p run: seen is nil when the
 // prefilter is off.
-func applies(p mpattern, seen []uint64) bool {
+func applies(p *mpattern, seen []uint64) bool {
 	if seen == nil || len(p.ids) == 0 {
 		return true
 	}
@@ -221,8 +292,8 @@ func applies(p mpattern, seen []uint64) bool {
 }
 
 func ignoredBy(ps []mpattern, line string, seen []uint64) bool {
-	for _, p := range ps {
-		if applies(p, seen) && p.p.re.MatchString(line) {
+	for i := range ps {
+		if p := &ps[i]; applies(p, seen) && p.p.re.MatchString(line) {
 			return true
 		}
 	}

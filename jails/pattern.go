@@ -190,14 +190,15 @@ type capture struct {
 	count int // 0 when the pattern has no count group
 }
 
-// match runs the pattern on line. It calls the cheap MatchString first so
-// that a line that does not match allocates nothing.
+// match runs the pattern on line, once: FindStringSubmatchIndex
+// allocates only on a match, and a first MatchString to rule lines out
+// measured slower, not faster.
 func (p *Pattern) match(line string) (capture, matchResult) {
-	if !p.re.MatchString(line) {
-		return capture{}, noMatch
-	}
 	if len(p.hosts) == 0 {
-		return capture{}, matched
+		if p.re.MatchString(line) {
+			return capture{}, matched
+		}
+		return capture{}, noMatch
 	}
 	loc := p.re.FindStringSubmatchIndex(line)
 	if loc == nil {
