@@ -162,17 +162,7 @@ func runAs(bin string, cred *syscall.Credential, args ...string) (stdout, stderr
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
-	var o, e strings.Builder
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code = 0
-	if err != nil {
-		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-	}
-	return o.String(), e.String(), code
+	return runCmd(cmd)
 }
 
 // TestClientCommands runs every client command against one daemon.

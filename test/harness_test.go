@@ -154,10 +154,15 @@ func (d *daemon) client(args ...string) (stdout, stderr string, code int) {
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "smtpban"), full...)
 	// A race-built binary otherwise sleeps 1 s at exit.
 	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	return runCmd(cmd)
+}
+
+// runCmd runs cmd and returns its output and exit code (-1 if it did not
+// run or was killed).
+func runCmd(cmd *exec.Cmd) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
-	code = 0
 	if err != nil {
 		code = -1
 		if ee, ok := err.(*exec.ExitError); ok {
