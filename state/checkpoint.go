@@ -22,13 +22,19 @@ const windowChunkSize = 64 << 10
 // crash, the lines after a saved position are re-read and counted on top
 // of windows that never saw them: nothing is counted twice.
 func (s *Store) Checkpoint(c Checkpoint) error {
-	chunks := encodeWindowChunks(c.Windows)
+	var chunks [][]byte
+	if !c.KeepWindows {
+		chunks = encodeWindowChunks(c.Windows)
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		pos := tx.Bucket(bucketPositions)
 		for name, p := range c.Positions {
 			if err := pos.Put([]byte(name), p); err != nil {
 				return fmt.Errorf("position %q: %w", name, err)
 			}
+		}
+		if c.KeepWindows {
+			return nil
 		}
 		return putWindowChunks(tx, chunks)
 	})

@@ -49,6 +49,13 @@ func TestCheckpoint(t *testing.T) {
 			wantWins: 5,
 		},
 		{
+			// The 7 given windows are ignored: the 5 saved ones stay.
+			name:     "only positions move, windows kept",
+			c:        Checkpoint{Positions: map[string][]byte{"mail.log": []byte("ino=1 off=50")}, Windows: testWindows(7), KeepWindows: true},
+			wantPos:  map[string]string{"mail.log": "ino=1 off=50", "journal": "s=abc"},
+			wantWins: 5,
+		},
+		{
 			name:     "a position moves, no windows left",
 			c:        Checkpoint{Positions: map[string][]byte{"mail.log": []byte("ino=1 off=99")}},
 			wantPos:  map[string]string{"mail.log": "ino=1 off=99", "journal": "s=abc"},

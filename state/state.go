@@ -54,4 +54,8 @@ type Window struct {
 type Checkpoint struct {
 	Positions map[string][]byte // source name -> opaque position
 	Windows   []Window          // the complete set; replaces what was saved
+	// KeepWindows leaves the saved windows as they are (Windows is
+	// ignored): for a checkpoint where only positions moved, which is most
+	// of them, since most lines match no jail.
+	KeepWindows bool
 }

@@ -122,6 +122,7 @@ func (d *Daemon) unban(ctx context.Context, p netip.Prefix, jail string, all boo
 			return lifted, fmt.Errorf("delete ban %s: %w", b.Prefix, err)
 		}
 		d.counter.Forget(b.Jail, b.Prefix)
+		d.windowsDirty = true
 		lifted = append(lifted, b)
 		prefixes = append(prefixes, b.Prefix)
 	}

@@ -80,7 +80,10 @@ type Daemon struct {
 	globalIgnore *jails.IgnoreList
 	allow        map[netip.Prefix]time.Time // runtime allow list; zero time = permanent
 	positions    map[string][]byte
-	dirty        bool
+	dirty        bool // positions moved since the last checkpoint
+	// windowsDirty: the counter changed since the last checkpoint. Most
+	// lines match nothing, so most checkpoints save positions only.
+	windowsDirty bool
 	jailStats    map[string]*jailCounters
 	sources      []runningSource
 	hits         []jails.Hit

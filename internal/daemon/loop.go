@@ -10,6 +10,7 @@ import (
 	"smtpban/internal/config"
 	"smtpban/internal/metrics"
 	"smtpban/internal/source"
+	"smtpban/jails"
 	"smtpban/state"
 )
 
@@ -102,6 +103,9 @@ func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.hits = d.matcher.Match(l.Source, l.Text, l.Time, d.hits[:0])
+	if len(d.hits) > 0 {
+		d.windowsDirty = true
+	}
 	for _, h := range d.hits {
 		d.jailStats[h.Jail.Name].failures += uint64(h.Failures())
 		if h.Failures() > 0 { // a successregex match is no failure
@@ -178,24 +182,29 @@ func (d *Daemon) doResync(ctx context.Context, why string) {
 // windows.
 func (d *Daemon) checkpoint() error {
 	d.mu.Lock()
-	if !d.dirty {
+	if !d.dirty && !d.windowsDirty {
 		d.mu.Unlock()
 		return nil
 	}
-	ws := d.counter.Snapshot()
+	keep := !d.windowsDirty
+	var ws []jails.Window
+	if !keep {
+		ws = d.counter.Snapshot()
+	}
 	pos := maps.Clone(d.positions)
-	d.dirty = false
+	d.dirty, d.windowsDirty = false, false
 	d.mu.Unlock()
 	sw := make([]state.Window, len(ws))
 	for i, w := range ws {
 		sw[i] = state.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Lines: w.Lines}
 	}
 	start := d.now()
-	err := d.store.Checkpoint(state.Checkpoint{Positions: pos, Windows: sw})
+	err := d.store.Checkpoint(state.Checkpoint{Positions: pos, Windows: sw, KeepWindows: keep})
 	d.metrics.Checkpoint(d.now().Sub(start), err)
 	if err != nil {
 		d.mu.Lock()
 		d.dirty = true
+		d.windowsDirty = d.windowsDirty || !keep
 		d.mu.Unlock()
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -206,7 +215,9 @@ func (d *Daemon) sweep() {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.counter.Expire(now)
+	if d.counter.Expire(now) > 0 {
+		d.windowsDirty = true
+	}
 	for p, until := range d.allow {
 		if !until.IsZero() && !until.After(now) {
 			delete(d.allow, p)
