@@ -499,6 +499,18 @@ func (c *Counter) Len() int {
 	return len(c.index)
 }
 
+// WindowsByJail counts the live windows of each jail (jail name -> count),
+// without copying them as Snapshot does.
+func (c *Counter) WindowsByJail() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k := range c.index {
+		out[c.jails[k.jail].Name]++
+	}
+	return out
+}
+
 // Stats returns the counter's figures.
 func (c *Counter) Stats() CounterStats {
 	c.mu.Lock()

@@ -386,3 +386,16 @@ func TestCounterMatchesModel(t *testing.T) {
 		}
 	}
 }
+
+func TestCounterWindowsByJail(t *testing.T) {
+	a, b := counterJail("a", 3, Key{}), counterJail("b", 3, Key{V4Bits: 24})
+	c := NewCounter(0)
+	c.Add(hitAt(a, "192.0.2.1", 0))
+	c.Add(hitAt(a, "192.0.2.2", 0))
+	c.Add(hitAt(b, "192.0.2.1", 0))
+	c.Add(hitAt(b, "192.0.2.2", 0)) // same /24: same window
+	got := c.WindowsByJail()
+	if len(got) != 2 || got["a"] != 2 || got["b"] != 1 {
+		t.Errorf("WindowsByJail() = %v, want a:2 b:1", got)
+	}
+}

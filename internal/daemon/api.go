@@ -34,10 +34,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 			banned[b.Jail] = append(banned[b.Jail], b.Prefix.String())
 		}
 	}
-	failing := map[string]int{}
-	for _, w := range d.counter.Snapshot() {
-		failing[w.Jail]++
-	}
+	failing := d.counter.WindowsByJail()
 	st := control.Status{
 		Version:  d.opts.Version,
 		Started:  d.started,
@@ -133,7 +130,7 @@ func (d *Daemon) Ban(ctx context.Context, p netip.Prefix, jail string, dur time.
 func (d *Daemon) Unban(ctx context.Context, p netip.Prefix, jail string, all bool) ([]control.Ban, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	lifted, err := d.unban(ctx, normalize(p), jail, all)
+	lifted, err := d.unban(ctx, unbanMatch(normalize(p), jail, all))
 	return apiBans(lifted), err
 }
 
@@ -151,21 +148,8 @@ func (d *Daemon) Allow(ctx context.Context, p netip.Prefix, dur time.Duration) (
 		return nil, fmt.Errorf("save allow entry: %w", err)
 	}
 	d.allow[p] = until
-	bans, err := d.store.Bans()
-	if err != nil {
-		return nil, fmt.Errorf("list bans: %w", err)
-	}
-	var lifted []state.Ban
-	for _, b := range bans {
-		if b.Prefix.Overlaps(p) {
-			l, err := d.unban(ctx, b.Prefix, "", false)
-			lifted = append(lifted, l...)
-			if err != nil {
-				return apiBans(lifted), err
-			}
-		}
-	}
-	return apiBans(lifted), nil
+	lifted, err := d.unban(ctx, func(b state.Ban) bool { return b.Prefix.Overlaps(p) })
+	return apiBans(lifted), err
 }
 
 // AllowList lists the runtime allow list.

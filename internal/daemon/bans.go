@@ -100,9 +100,22 @@ func (d *Daemon) putBan(ctx context.Context, b state.Ban, decided time.Time) (st
 	return saved, nil
 }
 
-// unban lifts the bans matching p (equal, or a prefix containing the
-// address p) in jail ("" = any), or every ban. The caller holds mu.
-func (d *Daemon) unban(ctx context.Context, p netip.Prefix, jail string, all bool) ([]state.Ban, error) {
+// unbanMatch says which bans `smtpban unban` lifts: those on p (equal, or
+// a prefix containing the address p) in jail ("" = any), or every ban.
+func unbanMatch(p netip.Prefix, jail string, all bool) func(state.Ban) bool {
+	return func(b state.Ban) bool {
+		if all {
+			return true
+		}
+		if jail != "" && b.Jail != jail {
+			return false
+		}
+		return b.Prefix == p || (p.IsSingleIP() && b.Prefix.Contains(p.Addr()))
+	}
+}
+
+// unban lifts every ban that match accepts. The caller holds mu.
+func (d *Daemon) unban(ctx context.Context, match func(state.Ban) bool) ([]state.Ban, error) {
 	bans, err := d.store.Bans()
 	if err != nil {
 		return nil, fmt.Errorf("list bans: %w", err)
@@ -110,13 +123,8 @@ func (d *Daemon) unban(ctx context.Context, p netip.Prefix, jail string, all boo
 	var lifted []state.Ban
 	var prefixes []netip.Prefix
 	for _, b := range bans {
-		if !all {
-			if jail != "" && b.Jail != jail {
-				continue
-			}
-			if b.Prefix != p && !(p.IsSingleIP() && b.Prefix.Contains(p.Addr())) {
-				continue
-			}
+		if !match(b) {
+			continue
 		}
 		if _, _, err := d.store.DeleteBan(b.Prefix); err != nil {
 			return lifted, fmt.Errorf("delete ban %s: %w", b.Prefix, err)
