@@ -32,17 +32,11 @@ func cpu(ctx context.Context, o options) error {
 	if len(lines) < need {
 		return fmt.Errorf("%s has %d lines, need %d", o.mixed, len(lines), need)
 	}
-	e, err := newEnv(o)
+	e, err := runningEnv(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	if _, err := e.start(); err != nil {
-		return err
-	}
-	if err := e.sync(ctx); err != nil {
-		return err
-	}
 	time.Sleep(time.Second)
 	f, err := os.OpenFile(e.logPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

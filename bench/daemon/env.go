@@ -38,6 +38,24 @@ type env struct {
 	logTail []string
 }
 
+// runningEnv is newEnv with the daemon started and caught up with its log;
+// the caller closes it.
+func runningEnv(ctx context.Context, o options) (*env, error) {
+	e, err := newEnv(o)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.start(); err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := e.sync(ctx); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
 func newEnv(o options) (*env, error) {
 	dir, err := os.MkdirTemp("", "smtpban-bench-")
 	if err != nil {

@@ -14,17 +14,11 @@ import (
 // firewall call returned, and (b) the address seen in the kernel set by a
 // netlink dump in a tight loop (about 0.1 ms per poll with few elements).
 func latency(ctx context.Context, o options) error {
-	e, err := newEnv(o)
+	e, err := runningEnv(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	if _, err := e.start(); err != nil {
-		return err
-	}
-	if err := e.sync(ctx); err != nil {
-		return err
-	}
 	c, err := e.nft()
 	if err != nil {
 		return err

@@ -16,17 +16,11 @@ import (
 // and reads the daemon's resident memory before and after; then the same
 // lines through `smtpban replay`, whose counter has no cap.
 func memory(ctx context.Context, o options) error {
-	e, err := newEnv(o)
+	e, err := runningEnv(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	if _, err := e.start(); err != nil {
-		return err
-	}
-	if err := e.sync(ctx); err != nil {
-		return err
-	}
 	time.Sleep(500 * time.Millisecond)
 	before, err := procMem(e.pid(), "VmRSS")
 	if err != nil {
