@@ -20,9 +20,11 @@ const (
 type wuManber struct {
 	win   int // window length: every literal is at least this long
 	shift [1 << wmHashBits]uint8
-	// cands lists, by hash of a window's last block, the literals whose
-	// window ends in that block (shift 0 there).
-	cands map[uint32][]wmCand
+	// cands[first[h]:first[h+1]] are the literals whose window ends in a
+	// block of hash h (shift 0 there): a flat table, because a map lookup
+	// at every shift-0 block cost more than the rest of the scan.
+	first [1<<wmHashBits + 1]uint16
+	cands []wmCand
 	lits  []string
 	nlit  int
 }
@@ -50,11 +52,14 @@ func newWuManber(lits []string) *wuManber {
 	if win < wmMinWin {
 		return nil
 	}
-	w := &wuManber{win: win, cands: make(map[uint32][]wmCand), lits: lits, nlit: len(lits)}
+	if len(lits) > 1<<16-1 {
+		return nil
+	}
+	w := &wuManber{win: win, lits: lits, nlit: len(lits)}
 	for i := range w.shift {
 		w.shift[i] = uint8(win - wmBlock + 1)
 	}
-	for id, l := range lits {
+	for _, l := range lits {
 		// Each literal's window is its last win bytes: the ends of
 		// messages ("failed", "denied") are rarer in normal traffic than
 		// their starts.
@@ -64,9 +69,24 @@ func newWuManber(lits []string) *wuManber {
 			h := wmHash(l[p], l[p+1], l[p+2])
 			w.shift[h] = min(w.shift[h], uint8(win-wmBlock-j))
 		}
+	}
+	// Counting sort of the literals by the hash of their last block.
+	hashOf := func(l string) uint32 {
 		p := len(l) - wmBlock
-		h := wmHash(l[p], l[p+1], l[p+2])
-		w.cands[h] = append(w.cands[h], wmCand{id: int32(id), end: int32(len(l) - 1)})
+		return wmHash(l[p], l[p+1], l[p+2])
+	}
+	for _, l := range lits {
+		w.first[hashOf(l)+1]++
+	}
+	for h := 1; h < len(w.first); h++ {
+		w.first[h] += w.first[h-1]
+	}
+	w.cands = make([]wmCand, len(lits))
+	next := w.first
+	for id, l := range lits {
+		h := hashOf(l)
+		w.cands[next[h]] = wmCand{id: int32(id), end: int32(len(l) - 1)}
+		next[h]++
 	}
 	return w
 }
@@ -74,19 +94,46 @@ func newWuManber(lits []string) *wuManber {
 // scan sets bit id in seen for every literal that occurs in line.
 func (w *wuManber) scan(line string, seen []uint64) {
 	shift := &w.shift
+	// Most blocks shift by the most there is, full: the next block to
+	// look at is then known in advance, so two are hashed at once rather
+	// than each waiting for the load before it.
+	full := w.win - wmBlock + 1
 	for pos := w.win - 1; pos < len(line); {
-		h := wmHash(line[pos-2], line[pos-1], line[pos])
-		if s := shift[h]; s > 0 {
-			pos += int(s)
-			continue
-		}
-		for _, c := range w.cands[h] {
-			l := w.lits[c.id]
-			start := pos - int(c.end)
-			if start >= 0 && start+len(l) <= len(line) && line[start:start+len(l)] == l {
-				seen[c.id>>6] |= 1 << (c.id & 63)
+		s := int(shift[wmHash(line[pos-2], line[pos-1], line[pos])])
+		if s == full {
+			if next := pos + full; next < len(line) {
+				s2 := int(shift[wmHash(line[next-2], line[next-1], line[next])])
+				if s2 == full {
+					pos = next + full
+					continue
+				}
+				pos = next
+				s = s2
+				if s > 0 {
+					pos += s
+					continue
+				}
+			} else {
+				return
 			}
 		}
+		if s > 0 {
+			pos += s
+			continue
+		}
+		w.check(line, pos, seen)
 		pos++
+	}
+}
+
+// check compares in full the literals whose window may end at pos.
+func (w *wuManber) check(line string, pos int, seen []uint64) {
+	h := wmHash(line[pos-2], line[pos-1], line[pos])
+	for _, c := range w.cands[w.first[h]:w.first[h+1]] {
+		l := w.lits[c.id]
+		start := pos - int(c.end)
+		if start >= 0 && start+len(l) <= len(line) && line[start:start+len(l)] == l {
+			seen[c.id>>6] |= 1 << (c.id & 63)
+		}
 	}
 }

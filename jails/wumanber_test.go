@@ -11,23 +11,27 @@ import (
 // overlaps, literals that are suffixes of others, hash collisions).
 func TestWuManberExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	word := func(n int) string {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = "abc: "[r.IntN(5)]
-		}
-		return string(b)
-	}
 	for _, tc := range []struct {
 		name     string
 		nlit     int
 		min, max int
+		alphabet string
 	}{
-		{"one short", 1, wmMinWin, wmMinWin},
-		{"few", 3, 6, 12},
-		{"many", 40, 6, 30},
-		{"long", 5, 60, 90},
+		{"one short", 1, wmMinWin, wmMinWin, "abc: "},
+		{"few", 3, 6, 12, "abc: "},
+		{"many", 40, 6, 30, "abc: "},
+		{"long", 5, 60, 90, "abc: "},
+		// A wide alphabet: most blocks shift by the full amount, the
+		// path that looks two blocks ahead.
+		{"sparse", 2, 11, 16, "abcdefghijklmnopqrstuvwxyz0123456789 :[]"},
 	} {
+		word := func(n int) string {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = tc.alphabet[r.IntN(len(tc.alphabet))]
+			}
+			return string(b)
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			checked := 0
 			for range 200 {
