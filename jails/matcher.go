@@ -33,8 +33,11 @@ type MatcherStats struct {
 type group struct {
 	jails []mjail
 	nlit  int
-	wm    *wuManber  // when every literal is long enough to skip on
-	ac    *automaton // otherwise
+	// always: some failregex or successregex has no literal, so a line
+	// the prefilter finds nothing in must still be tried.
+	always bool
+	wm     *wuManber  // when every literal is long enough to skip on
+	ac     *automaton // otherwise
 }
 
 type mjail struct {
@@ -130,7 +133,13 @@ func newGroup(js []*Jail) *group {
 		return out
 	}
 	for _, j := range js {
-		g.jails = append(g.jails, mjail{jail: j, fail: compile(j.Failregex), ignore: compile(j.Ignoreregex), success: compile(j.Successregex)})
+		mj := mjail{jail: j, fail: compile(j.Failregex), ignore: compile(j.Ignoreregex), success: compile(j.Successregex)}
+		for _, ps := range [][]mpattern{mj.fail, mj.success} {
+			for _, p := range ps {
+				g.always = g.always || len(p.ids) == 0
+			}
+		}
+		g.jails = append(g.jails, mj)
 	}
 	shareSlots(g.jails)
 	g.nlit = len(lits)
@@ -205,6 +214,10 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 		} else {
 			g.ac.scan(line, seen)
 		}
+		if !g.always && none(seen) {
+			// Most lines: no literal, so no pattern can match.
+			return dst
+		}
 	}
 	n0 := len(dst)
 	var bad, ignored bool
@@ -275,6 +288,15 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 		m.ignored.Add(1)
 	}
 	return dst
+}
+
+func none(seen []uint64) bool {
+	for _, w := range seen {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // applies says whether the prefilter lets p run: seen is nil when the
