@@ -15,6 +15,7 @@ import (
 	"sort"
 	"text/tabwriter"
 	"time"
+	"unsafe"
 
 	"smtpban/internal/config"
 	"smtpban/jails"
@@ -162,17 +163,18 @@ func (r *run) file(ctx context.Context, path string) error {
 }
 
 func (r *run) hit(path string, n int, h jails.Hit) error {
-	m := match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}
-	if h.Success {
-		// A successful login is no failure, but it clears some (see
-		// jails.Counter), so -json shows it.
-		m.Event = "success"
-	} else {
+	if !h.Success {
 		st := r.stats[h.Jail.Name]
 		st.matched++
 		st.addrs[h.Addr] += h.Failures()
 	}
 	if r.opts.JSON {
+		m := match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}
+		if h.Success {
+			// A successful login is no failure, but it clears some (see
+			// jails.Counter), so -json shows it.
+			m.Event = "success"
+		}
 		if err := r.enc.Encode(m); err != nil {
 			return fmt.Errorf("replay: write: %w", err)
 		}
@@ -201,13 +203,18 @@ var errTooLong = errors.New("line too long")
 
 // readLine returns the next line without its newline; a line longer than
 // maxLine is consumed and reported as errTooLong.
+//
+// The line shares br's buffer and is valid only until the next read: a
+// copy per line cost more than matching most of them. Nothing downstream
+// keeps it: matches are written out at once and the counter copies what
+// it holds on to.
 func readLine(br *bufio.Reader) (string, error) {
 	b, err := br.ReadSlice('\n')
 	if err == nil || (errors.Is(err, io.EOF) && len(b) > 0) {
 		if len(b) > maxLine {
 			return "", errTooLong
 		}
-		return trimEOL(string(b)), nil
+		return trimEOL(unsafe.String(unsafe.SliceData(b), len(b))), nil
 	}
 	if !errors.Is(err, bufio.ErrBufferFull) {
 		return "", err
