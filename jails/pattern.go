@@ -8,6 +8,8 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+
+	"smtpban/internal/backtrack"
 )
 
 // HostTag is the placeholder a failregex uses for the client address.
@@ -48,11 +50,12 @@ const MaxCount = 1 << 16
 type Pattern struct {
 	expr     string
 	re       *regexp.Regexp
-	hosts    []int    // capture group indexes of the <HOST> expansions
-	user     int      // capture group index of (?P<user>...), or -1
-	count    int      // capture group index of (?P<count>...), or -1
-	pass     int      // capture group index of (?P<pass>...), or -1
-	literals []string // at least one must occur in a matching line; nil: no prefilter
+	fast     *backtrack.Regexp // same matches as re, faster; nil if it cannot take re
+	hosts    []int             // capture group indexes of the <HOST> expansions
+	user     int               // capture group index of (?P<user>...), or -1
+	count    int               // capture group index of (?P<count>...), or -1
+	pass     int               // capture group index of (?P<pass>...), or -1
+	literals []string          // at least one must occur in a matching line; nil: no prefilter
 }
 
 // CompileFailregex compiles a failregex: it must contain <HOST>.
@@ -99,6 +102,10 @@ func compile(expr string) (*Pattern, error) {
 		return nil, regexError(err)
 	}
 	p := &Pattern{expr: expr, re: re, user: -1, count: -1, pass: -1}
+	// An expression backtrack does not handle keeps to regexp alone.
+	if fast, err := backtrack.Compile(expanded); err == nil && fast.NumSubexp() == re.NumSubexp() {
+		p.fast = fast
+	}
 	for i, name := range re.SubexpNames() {
 		switch {
 		case strings.HasPrefix(name, hostGroup):
@@ -190,17 +197,25 @@ type capture struct {
 	count int // 0 when the pattern has no count group
 }
 
-// match runs the pattern on line, once: FindStringSubmatchIndex
-// allocates only on a match, and a first MatchString to rule lines out
-// measured slower, not faster.
+// maxFastCaps is how many capture positions match keeps on its stack:
+// the shipped patterns need 12 at most.
+const maxFastCaps = 24
+
+// match runs the pattern on line, once: the fast matcher where it can,
+// else FindStringSubmatchIndex, which allocates only on a match (a first
+// MatchString to rule lines out measured slower, not faster).
 func (p *Pattern) match(line string) (capture, matchResult) {
 	if len(p.hosts) == 0 {
-		if p.re.MatchString(line) {
+		if p.matchString(line) {
 			return capture{}, matched
 		}
 		return capture{}, noMatch
 	}
-	loc := p.re.FindStringSubmatchIndex(line)
+	var buf [maxFastCaps]int
+	loc, ok := p.fastMatch(line, buf[:])
+	if !ok {
+		loc = p.re.FindStringSubmatchIndex(line)
+	}
 	if loc == nil {
 		return capture{}, noMatch
 	}
@@ -222,6 +237,36 @@ func (p *Pattern) match(line string) (capture, matchResult) {
 		return c, matched
 	}
 	return c, badHost
+}
+
+// fastMatch runs the fast matcher with buf for its captures. It returns
+// the submatch positions (nil: no match), or !ok if the caller must ask
+// p.re: no fast matcher, too many captures for buf, or a line costing
+// the backtracker more steps than its budget.
+func (p *Pattern) fastMatch(line string, buf []int) (loc []int, ok bool) {
+	if p.fast == nil {
+		return nil, false
+	}
+	n := 2 * (p.fast.NumSubexp() + 1)
+	if n > len(buf) {
+		return nil, false
+	}
+	matched, ok := p.fast.Match(line, buf[:n])
+	if !ok || !matched {
+		return nil, ok
+	}
+	return buf[:n], true
+}
+
+// matchString reports whether the pattern matches line, with the fast
+// matcher where it can.
+func (p *Pattern) matchString(line string) bool {
+	if p.fast != nil {
+		if m, ok := p.fast.MatchString(line); ok {
+			return m
+		}
+	}
+	return p.re.MatchString(line)
 }
 
 // parseCount reads the leading digits of s, saturating at MaxCount. A

@@ -135,3 +135,71 @@ func TestAutomatonMatchesContains(t *testing.T) {
 		}
 	}
 }
+
+// TestFastMatcherAgrees checks that every shipped pattern, and those of
+// the test jails, take the fast matcher, and that it gives what regexp
+// gives on every test line, normal log line and mangled variant.
+func TestFastMatcherAgrees(t *testing.T) {
+	var ps []*Pattern
+	for _, j := range append(shippedJails(t), mailJails(t)...) {
+		ps = slices.Concat(ps, j.Failregex, j.Successregex, j.Ignoreregex)
+	}
+	normal, _ := normalLog(300)
+	lines := slices.Concat(allTestLines(t), normal)
+	for _, l := range slices.Clone(lines) {
+		// Mangled: cut short, doubled, invalid UTF-8 and a bracket spliced in.
+		lines = append(lines, l[:len(l)/2], l+" "+l, strings.ReplaceAll(l, "[", "\xff["), strings.ReplaceAll(l, ".", "]."))
+	}
+	matches := 0
+	for _, p := range ps {
+		if p.fast == nil {
+			t.Errorf("%q: no fast matcher", p)
+			continue
+		}
+		for _, line := range lines {
+			var buf [maxFastCaps]int
+			got, ok := p.fastMatch(line, buf[:])
+			if !ok {
+				t.Errorf("%q on %q: fast matcher gave up", p, line)
+				continue
+			}
+			if want := p.re.FindStringSubmatchIndex(line); !slices.Equal(got, want) {
+				t.Errorf("%q on %q: fast matcher %v, regexp %v", p, line, got, want)
+			}
+			if got, want := p.matchString(line), p.re.MatchString(line); got != want {
+				t.Errorf("%q on %q: matchString %v, regexp %v", p, line, got, want)
+			}
+			if got != nil {
+				matches++
+			}
+		}
+	}
+	if matches < 100 {
+		t.Errorf("only %d matches: the test lines do not exercise the patterns", matches)
+	}
+}
+
+// TestFastMatcherFallback checks that a pattern the fast matcher refuses,
+// and a line that exhausts its budget, still match through regexp.
+func TestFastMatcherFallback(t *testing.T) {
+	p := MustCompileFailregex(`(?:(x?)*)+ from <HOST>`)
+	if p.fast != nil {
+		t.Fatal("the fast matcher took a repeat that can match empty")
+	}
+	if _, res := p.match("xx from 192.0.2.1"); res != matched {
+		t.Fatalf("refused pattern: result %d, want matched", res)
+	}
+	p = MustCompileFailregex(`(?:a|aa)+b from <HOST>`)
+	if p.fast == nil {
+		t.Fatal("no fast matcher")
+	}
+	line := strings.Repeat("a", 200) + "b from 192.0.2.7"
+	var buf [maxFastCaps]int
+	if _, ok := p.fastMatch(strings.Repeat("a", 200)+"c from 192.0.2.7", buf[:]); ok {
+		t.Fatal("the budget did not run out")
+	}
+	c, res := p.match(line)
+	if res != matched || c.addr != netip.MustParseAddr("192.0.2.7") {
+		t.Fatalf("got %v %d, want 192.0.2.7 matched", c.addr, res)
+	}
+}
