@@ -315,7 +315,7 @@ func applies(p *mpattern, seen []uint64) bool {
 
 func ignoredBy(ps []mpattern, line string, seen []uint64) bool {
 	for i := range ps {
-		if p := &ps[i]; applies(p, seen) && p.p.re.MatchString(line) {
+		if p := &ps[i]; applies(p, seen) && p.p.matchString(line) {
 			return true
 		}
 	}
