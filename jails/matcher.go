@@ -205,9 +205,10 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	var small [seenWords]uint64
 	var seen []uint64
 	if m.prefilter && g.nlit > 0 {
-		seen = small[:]
 		if need := (g.nlit + 63) / 64; need > seenWords {
 			seen = make([]uint64, need)
+		} else {
+			seen = small[:need]
 		}
 		if g.wm != nil {
 			g.wm.scan(line, seen)
