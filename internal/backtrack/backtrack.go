@@ -15,6 +15,7 @@ package backtrack
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp/syntax"
 	"strings"
 	"unicode/utf8"
@@ -108,7 +109,7 @@ func (re *Regexp) Match(s string, caps []int) (matched, ok bool) {
 	for i := range caps {
 		caps[i] = -1
 	}
-	m := machine{s: s, caps: caps, budget: budget(len(s))}
+	m := machine{s: s, caps: caps, budget: budget(len(s)), noLog: len(s) > math.MaxInt32}
 	return m.search(re, re.withCaps)
 }
 
@@ -135,6 +136,27 @@ type machine struct {
 	caps   []int // nil for MatchString
 	steps  int
 	budget int
+
+	// undo logs the capture writes a failing branch must take back, so
+	// that a capture need not recurse; a choice point undoes to the
+	// length it started with. When it is full (or positions do not fit
+	// an int32) captures recurse instead.
+	undo  [24]capWrite
+	nundo int
+	noLog bool
+}
+
+// capWrite is a capture slot and the value a write to it replaced.
+type capWrite struct{ slot, old int32 }
+
+// undoTo takes back the capture writes logged since the log had mark
+// entries.
+func (m *machine) undoTo(mark int) {
+	for m.nundo > mark {
+		m.nundo--
+		w := m.undo[m.nundo]
+		m.caps[w.slot] = int(w.old)
+	}
 }
 
 // search tries each position package regexp would, leftmost first.
@@ -162,6 +184,7 @@ func (m *machine) search(re *Regexp, start *node) (matched, ok bool) {
 		if m.run(start, pos, 0) {
 			return true, true
 		}
+		m.undoTo(0)
 		if m.steps > m.budget {
 			return false, false
 		}
@@ -219,7 +242,12 @@ func (m *machine) run(n *node, pos, depth int) bool {
 		case opFail:
 			return false
 		case opLiteral:
-			if len(s)-pos < len(n.lit) || s[pos:pos+len(n.lit)] != n.lit {
+			// Test the first byte inline: most literals that fail, fail
+			// there, and one-byte literals (`.`, `:`) are common.
+			if pos >= len(s) || s[pos] != n.lit[0] {
+				return false
+			}
+			if len(n.lit) > 1 && (len(s)-pos < len(n.lit) || s[pos+1:pos+len(n.lit)] != n.lit[1:]) {
 				return false
 			}
 			pos += len(n.lit)
@@ -242,12 +270,16 @@ func (m *machine) run(n *node, pos, depth int) bool {
 			// Recurse for each alternative that can start here but the
 			// last such one, which continues this loop.
 			var cand *node
+			mark := m.nundo
 			for _, a := range n.alts {
 				if !m.can(a, pos) {
 					continue
 				}
-				if cand != nil && m.run(cand, pos, depth+1) {
-					return true
+				if cand != nil {
+					if m.run(cand, pos, depth+1) {
+						return true
+					}
+					m.undoTo(mark)
 				}
 				cand = a
 			}
@@ -257,20 +289,27 @@ func (m *machine) run(n *node, pos, depth int) bool {
 			n = cand
 			continue
 		case opLoop:
-			if n.greedy {
-				if m.can(n.body, pos) && m.run(n.body, pos, depth+1) {
-					return true
-				}
-				n = n.next
-			} else {
-				if m.can(n.next, pos) && m.run(n.next, pos, depth+1) {
-					return true
-				}
-				n = n.body
+			first, second := n.body, n.next
+			if !n.greedy {
+				first, second = second, first
 			}
+			if m.can(first, pos) {
+				mark := m.nundo
+				if m.run(first, pos, depth+1) {
+					return true
+				}
+				m.undoTo(mark)
+			}
+			n = second
 			continue
 		case opCapture:
 			if m.caps == nil {
+				break
+			}
+			if m.nundo < len(m.undo) && !m.noLog {
+				m.undo[m.nundo] = capWrite{int32(n.slot), int32(m.caps[n.slot])}
+				m.nundo++
+				m.caps[n.slot] = pos
 				break
 			}
 			old := m.caps[n.slot]
@@ -289,8 +328,22 @@ func (m *machine) run(n *node, pos, depth int) bool {
 	}
 }
 
+// toStop returns where the longest run of c from pos ends, for a class
+// with a stop byte.
+func (m *machine) toStop(c *class, pos int) int {
+	end := len(m.s)
+	if i := strings.IndexByte(m.s[pos:], byte(c.stop)); i >= 0 {
+		end = pos + i
+	}
+	m.steps += end - pos
+	return end
+}
+
 // span returns where the longest run of c from pos ends.
 func (m *machine) span(c *class, pos int) int {
+	if c.stop >= 0 {
+		return m.toStop(c, pos)
+	}
 	end, _, _ := m.scan(c, pos, len(m.s)-pos)
 	return end
 }
@@ -341,7 +394,25 @@ func (m *machine) greedy(n *node, pos, depth int) (bool, *node, int) {
 	if limit < 0 {
 		limit = len(s) - pos
 	}
-	end, count, ascii := m.scan(n.class, pos, limit)
+	var end, count int
+	ascii := true
+	switch {
+	case n.byStop:
+		end = m.toStop(n.class, pos)
+		count = end - pos
+	case len(n.class.high) == 0:
+		// ASCII only, here rather than in scan: the spans are short.
+		stop := min(len(s), pos+limit)
+		tab := &n.class.tab
+		end = pos
+		for end < stop && tab[s[end]] {
+			end++
+		}
+		count = end - pos
+		m.steps += count
+	default:
+		end, count, ascii = m.scan(n.class, pos, limit)
+	}
 	if count < n.min {
 		return false, nil, 0
 	}
@@ -349,9 +420,13 @@ func (m *machine) greedy(n *node, pos, depth int) (bool, *node, int) {
 	if n.possessive {
 		return false, next, end
 	}
+	mark := m.nundo
 	for {
-		if m.can(next, end) && m.run(next, end, depth+1) {
-			return true, nil, 0
+		if m.can(next, end) {
+			if m.run(next, end, depth+1) {
+				return true, nil, 0
+			}
+			m.undoTo(mark)
 		}
 		if count == n.min || m.steps > m.budget {
 			return false, nil, 0
@@ -365,8 +440,13 @@ func (m *machine) greedy(n *node, pos, depth int) (bool, *node, int) {
 			continue
 		}
 		if n.followByte < 0 {
+			// Skip the ends the rest cannot start at.
+			lo := pos + n.min
 			end--
-			count--
+			for end > lo && !next.first.has(s[end]) {
+				end--
+			}
+			count = end - pos
 			continue
 		}
 		// Only ends where the one byte the rest can start with stands.
@@ -381,9 +461,13 @@ func (m *machine) greedy(n *node, pos, depth int) (bool, *node, int) {
 
 // lazy matches a non-greedy repeated class: fewest runes first.
 func (m *machine) lazy(n *node, pos, depth int) bool {
+	mark := m.nundo
 	for count := 0; ; count++ {
-		if count >= n.min && m.can(n.next, pos) && m.run(n.next, pos, depth+1) {
-			return true
+		if count >= n.min && m.can(n.next, pos) {
+			if m.run(n.next, pos, depth+1) {
+				return true
+			}
+			m.undoTo(mark)
 		}
 		if count == n.max || m.steps > m.budget {
 			return false

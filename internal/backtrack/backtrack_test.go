@@ -38,6 +38,20 @@ func TestMatchTable(t *testing.T) {
 		{`b*`, "é", []int{0, 0}},
 		{`b`, "\xe2\x82b", []int{2, 3}},
 		{`rip=(\d+)(?:,|$)`, "rip=1x, rip=22", []int{8, 14, 12, 14}},
+		// Spans of a class with a stop byte are found in bytes: a
+		// minimum above one rune must still count runes.
+		{`[^:]{2,}:`, "é:", nil},
+		{`[^:]{2,}:`, "xé:", []int{0, 4}},
+		{`(.*)b`, "aé\nb", []int{4, 5, 4, 4}},
+		{`(.+)b`, "aé\xffb\n", []int{0, 5, 0, 4}},
+		{`[^(]*\(`, "é\xff(", []int{0, 4}},
+		{`(.*)(.)`, "é", []int{0, 2, 0, 0, 0, 2}},
+		// Failed branches take their capture writes back, whether
+		// logged or, past the log's size, by recursion.
+		{`(?:(a)|b)(?:(c)x|c)`, "bc", []int{0, 2, -1, -1, -1, -1}},
+		{`[ab]*(?:b|(a)x)`, "aba", []int{0, 2, -1, -1}},
+		{`[ab]*?(?:b|(a)x)`, "aab", []int{0, 3, -1, -1}},
+		{`((?:(a)|b)*)(?:(c)x|c)`, strings.Repeat("ab", 15) + "c", []int{0, 31, 0, 30, 28, 29, -1, -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.expr, func(t *testing.T) {

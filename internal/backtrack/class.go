@@ -44,6 +44,11 @@ type class struct {
 	ascii   byteSet   // the same as a set
 	high    []rune    // sorted lo, hi pairs of members at or above utf8.RuneSelf
 	allHigh bool      // high covers every rune from utf8.RuneSelf up
+
+	// stop is the one ASCII byte the class lacks when it holds every
+	// other rune (`.`, `[^(]`), else -1: a span of it then ends at the
+	// next stop byte, which strings.IndexByte finds fast.
+	stop int
 }
 
 // newClass makes a class from regexp/syntax's sorted lo, hi pairs.
@@ -60,8 +65,17 @@ func newClass(ranges []rune) *class {
 		}
 	}
 	c.allHigh = covers(c.high, utf8.RuneSelf, unicode.MaxRune)
+	c.stop = -1
+	missing := 0
 	for b := range utf8.RuneSelf {
 		c.tab[b] = c.ascii.has(byte(b))
+		if !c.tab[b] {
+			c.stop = b
+			missing++
+		}
+	}
+	if missing != 1 || !c.allHigh {
+		c.stop = -1
 	}
 	return c
 }

@@ -43,6 +43,12 @@ type node struct {
 	// start with, or -1.
 	possessive bool
 	followByte int
+	// byStop: the repeat is unbounded, needs at most one rune and its
+	// class has a stop byte, and only its longest span or ends before an
+	// ASCII byte (next.first has no other) need trying. Those ends are
+	// rune boundaries whatever precedes them, so the span is found with
+	// IndexByte and counted in bytes (zero bytes iff zero runes).
+	byStop bool
 
 	// Where a match from this node can go: the byte at the position it
 	// starts from is in first, or the position is the end of the text and
@@ -418,4 +424,6 @@ func follow(n *node) {
 	if count != 1 {
 		n.followByte = -1
 	}
+	n.byStop = n.max < 0 && n.min <= 1 && n.class.stop >= 0 &&
+		(n.possessive || next[2]|next[3] == 0)
 }
