@@ -25,6 +25,13 @@ include = ["jails.d/*.hcl"]
 # e.g. ["192.0.2.0/24", "2001:db8:1::/48", "198.51.100.7"].
 ignore = []
 
+# Failure windows (one per counted address or prefix and jail) held at
+# most; the default is 2097152. Each costs about 60 bytes of heap, some
+# 150 of resident memory with the garbage collector's headroom. Past the
+# bound the window closest to expiry is dropped: a flood from more
+# addresses than this is counted in part. A reload applies a new bound.
+# max_windows = 2097152
+
 # Debian 12 has no rsyslog by default: Postfix and Dovecot log to the
 # journal only. One source for both, so each line is read once; the jails
 # in jails.d read "mail". A multi-instance Postfix (postfix-out/smtpd) needs

@@ -93,37 +93,64 @@ func floodAddr(i int) netip.Addr {
 }
 
 // BenchmarkCounterMemory measures the heap a Counter holds per tracked
-// address with a single failure, with and without the line kept for
-// Decision.Lines (cloned, so the line's bytes count too).
+// address with a single failure, with and without a log line given
+// (windows keep no line now: both should cost the same), at 100k and 1M
+// addresses.
 func BenchmarkCounterMemory(b *testing.B) {
-	const keys = 100_000
-	for _, tc := range []struct {
-		name, line string
-	}{
-		{"noline", ""},
-		{fmt.Sprintf("line%d", len(floodLine)), floodLine},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			j := &Jail{Name: "postfix-sasl", MaxRetry: 5, FindTime: time.Hour}
-			var perKey float64
-			for b.Loop() {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				c := NewCounter(keys)
-				for i := range keys {
-					c.Add(Hit{Jail: j, Addr: floodAddr(i), Time: t0.Add(time.Duration(i) * time.Millisecond), Line: tc.line})
+	for _, keys := range []int{100_000, 1_000_000} {
+		for _, tc := range []struct {
+			name, line string
+		}{
+			{"noline", ""},
+			{fmt.Sprintf("line%d", len(floodLine)), floodLine},
+		} {
+			b.Run(fmt.Sprintf("keys=%d/%s", keys, tc.name), func(b *testing.B) {
+				j := &Jail{Name: "postfix-sasl", MaxRetry: 5, FindTime: time.Hour}
+				var perKey float64
+				for b.Loop() {
+					var before, after runtime.MemStats
+					runtime.GC()
+					runtime.ReadMemStats(&before)
+					c := NewCounter(keys)
+					for i := range keys {
+						c.Add(Hit{Jail: j, Addr: floodAddr(i), Time: t0.Add(time.Duration(i) * time.Millisecond), Line: tc.line})
+					}
+					runtime.GC()
+					runtime.ReadMemStats(&after)
+					if c.Len() != keys {
+						b.Fatalf("Len %d, want %d", c.Len(), keys)
+					}
+					perKey = float64(after.HeapAlloc-before.HeapAlloc) / float64(keys)
+					runtime.KeepAlive(c)
 				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				if c.Len() != keys {
-					b.Fatalf("Len %d, want %d", c.Len(), keys)
-				}
-				perKey = float64(after.HeapAlloc-before.HeapAlloc) / keys
-				runtime.KeepAlive(c)
-			}
-			b.ReportMetric(perKey, "bytes/key")
-		})
+				b.ReportMetric(perKey, "bytes/key")
+			})
+		}
+	}
+}
+
+// BenchmarkCounterChanges is a checkpoint's share of the counter's work:
+// 1M windows, 200 of them changed, then Changes reporting their shards.
+func BenchmarkCounterChanges(b *testing.B) {
+	const keys = 1_000_000
+	j := &Jail{Name: "postfix-sasl", MaxRetry: 5, FindTime: time.Hour}
+	c := NewCounter(keys)
+	for i := range keys {
+		c.Add(Hit{Jail: j, Addr: floodAddr(i), Time: t0})
+	}
+	c.Changes(true, func(string, int, []Window) {})
+	windows, i := 0, 0
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 200 {
+			c.Add(Hit{Jail: j, Addr: floodAddr(i * 7919 % keys), Time: t0.Add(time.Second)})
+			i++
+		}
+		c.Changes(false, func(_ string, _ int, ws []Window) { windows += len(ws) })
+	}
+	b.ReportMetric(float64(windows)/float64(b.N), "windows/op")
+	if c.Len() != keys {
+		b.Fatalf("Len %d, want %d", c.Len(), keys)
 	}
 }
 

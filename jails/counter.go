@@ -2,7 +2,9 @@ package jails
 
 import (
 	"cmp"
-	"hash/maphash"
+	"crypto/rand"
+	"encoding/binary"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,42 +13,79 @@ import (
 )
 
 const (
-	// DefaultMaxKeys bounds a Counter made with maxKeys <= 0.
-	DefaultMaxKeys = 1 << 18
+	// DefaultMaxKeys bounds a Counter made with maxKeys <= 0: 2M windows,
+	// some 125 MB of heap at about 61 bytes per window of one failure.
+	DefaultMaxKeys = 1 << 21
 	// DefaultFindTime stands in for a jail's FindTime <= 0.
 	DefaultFindTime = 10 * time.Minute
-	// MaxLineBytes bounds each line a window keeps for Decision.Lines.
+	// MaxLineBytes bounds the line a Decision carries.
 	MaxLineBytes = 512
+	// ShardBits sets how many shards (1<<ShardBits per jail) Changes
+	// reports windows in: a checkpoint rewrites only the shards that
+	// changed, each some 300 bytes with a million windows (see
+	// state.BenchmarkCheckpoint: 2x faster than 1<<13 for 200 changes).
+	ShardBits = 16
+)
+
+const (
+	slabBits = 10 // windows live in chunks of 1024: no big copy as they grow
+	slabSize = 1 << slabBits
+
+	flagV4    = 1 << 0 // the key is an IPv4 prefix
+	flagOlder = 1 << 1 // c.older holds the window's earlier failures
 )
 
 // Counter counts failures in sliding findtime windows per (jail, key) and
 // decides bans. It is safe for concurrent use.
 //
 // Memory is bounded: a window holds at most MaxRetry-1 failures (the
-// MaxRetry-th decides a ban and clears it), each line at most MaxLineBytes;
-// a window whose failures are all older than findtime is dropped when next
-// touched or by Expire; and beyond maxKeys windows the one that would
-// expire first (for jails of equal findtime: the oldest last failure) is
-// evicted. The windows live in one slice indexed by a map of small keys,
-// with a heap of deadlines, so a flood of distinct addresses costs a fixed
-// amount per address and O(log n) per failure.
+// MaxRetry-th decides a ban and clears it); a window whose failures are
+// all older than findtime is dropped when next touched or by Expire; and
+// beyond maxKeys windows the one that would expire first is evicted.
+//
+// A window is a 48-byte struct without pointers, in chunks that the
+// garbage collector does not scan, holding its newest failure inline; only
+// windows of several failures have an entry in the older map. An
+// open-addressing table of int32 slot numbers finds them, a heap of slot
+// numbers orders their deadlines, and each (jail, shard) links its windows
+// so that Changes can report a changed shard without a scan. Together that
+// is about 61 bytes per window with one failure (BenchmarkCounterMemory),
+// and O(log n) per failure.
 type Counter struct {
 	mu      sync.Mutex
 	maxKeys int
 	jailID  map[string]uint16
-	jails   []*Jail // by id: the latest definition seen
-	index   map[wkey]int32
-	slots   []window
-	free    []int32
-	heap    []int32 // slot indexes, min-heap on deadline
-	evicted uint64
-	expired uint64
-	cleared uint64
-	repeats uint64
-	// seed keys the user and fingerprint hashes. It is random per Counter,
-	// so that nobody can pick a user name whose hash collides with another
-	// one's and have a login clear failures that are not its own.
-	seed maphash.Seed
+	jails   []*Jail   // by id: the latest definition seen
+	ft      []int64   // by jail id: findtime in ns
+	shards  [][]int32 // by jail id (nil: no window yet), then shard: first window (slot+1; 0: none)
+	dirty   [][]uint64
+	perJail []int      // by jail id: live windows
+	changed []shardRef // dirty shards, in the order they changed
+
+	index  []int32 // open addressing, linear probing: slot+1, 0 empty
+	live   int
+	slab   [][]window
+	nslots int32
+	free   []int32
+	heap   []int32           // slots, min-heap on deadline
+	older  map[int32][]event // a window's failures before its newest, oldest first
+	evs    []event           // scratch: one window's failures
+
+	// hashSeed keys the index and shard hash, so that nobody can choose
+	// addresses that collide.
+	hashSeed [2]uint64
+	// userKey keys the user and fingerprint hashes, so that nobody can
+	// pick a user name whose hash collides with another one's and have a
+	// login clear failures that are not its own. The daemon keeps it in
+	// state (HashKey, SetHashKey) so that saved hashes stay meaningful.
+	userKey [2]uint64
+
+	evicted, expired, cleared, repeats uint64
+
+	out      []Window // scratch for Changes
+	outTimes []time.Time
+	outU     []uint32
+	outP     []uint32
 }
 
 // CounterStats describes a Counter.
@@ -58,7 +97,7 @@ type CounterStats struct {
 	Repeats uint64 // failures not counted: a password fingerprint already counted
 }
 
-// wkey identifies a window compactly: jail id and masked prefix.
+// wkey identifies a window: jail id and masked prefix.
 type wkey struct {
 	addr [16]byte
 	bits uint8
@@ -66,21 +105,31 @@ type wkey struct {
 	jail uint16
 }
 
+// window is one (jail, key)'s failures: the newest inline, the others in
+// Counter.older. No pointers, so a million of them cost the GC nothing.
 type window struct {
-	key      wkey
-	heapIdx  int32
-	deadline int64   // newest failure + findtime, Unix ns: useless after it
-	ev       []event // oldest first
+	addr       [16]byte
+	t          int64  // newest failure, Unix ns; deadline = t + findtime
+	user, pass uint32 // newest failure's hashes
+	heapIdx    int32
+	next, prev int32 // the shard's list (slot+1; 0: none)
+	jail       uint16
+	bits       uint8
+	flags      uint8
 }
 
 // event is one failure. user and pass are keyed hashes (0: none logged)
 // rather than strings: 8 bytes whatever the name, and nothing the
-// attacker sends is kept but the line.
+// attacker sends is kept.
 type event struct {
 	t    int64 // Unix ns
-	line string
-	user uint32 // hash of the lower-cased user name
-	pass uint32 // hash of (user, password fingerprint)
+	user uint32
+	pass uint32
+}
+
+type shardRef struct {
+	jail  uint16
+	shard uint16
 }
 
 // NewCounter returns a counter of at most maxKeys windows (DefaultMaxKeys
@@ -90,28 +139,76 @@ func NewCounter(maxKeys int, js ...*Jail) *Counter {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
 	}
+	var seed [32]byte
+	_, _ = rand.Read(seed[:]) // never fails (crypto/rand panics rather)
 	c := &Counter{
 		maxKeys: maxKeys,
 		jailID:  make(map[string]uint16),
-		index:   make(map[wkey]int32),
-		seed:    maphash.MakeSeed(),
+		index:   make([]int32, 64),
+		older:   make(map[int32][]event),
 	}
+	c.hashSeed = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
+	c.userKey = [2]uint64{binary.LittleEndian.Uint64(seed[16:]), binary.LittleEndian.Uint64(seed[24:])}
 	for _, j := range js {
 		c.register(j)
 	}
 	return c
 }
 
+// HashKey returns the key of the user and fingerprint hashes (Window.Users
+// and Passes), to be saved with the windows.
+func (c *Counter) HashKey() [16]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var k [16]byte
+	binary.LittleEndian.PutUint64(k[0:], c.userKey[0])
+	binary.LittleEndian.PutUint64(k[8:], c.userKey[1])
+	return k
+}
+
+// SetHashKey sets the key of the user and fingerprint hashes: the saved
+// one, before Restore and Add, so that restored hashes match new ones.
+func (c *Counter) SetHashKey(k [16]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.userKey = [2]uint64{binary.LittleEndian.Uint64(k[0:]), binary.LittleEndian.Uint64(k[8:])}
+}
+
+// SetMaxKeys changes the bound on windows (DefaultMaxKeys if n <= 0),
+// evicting at once the windows closest to expiry that are past it.
+func (c *Counter) SetMaxKeys(n int) {
+	if n <= 0 {
+		n = DefaultMaxKeys
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.maxKeys = n
+	for c.live > n {
+		c.removeSlot(c.heap[0])
+		c.evicted++
+	}
+}
+
 // register returns j's id, taking j as its name's latest definition.
 func (c *Counter) register(j *Jail) uint16 {
+	_, ft := params(j)
 	id, ok := c.jailID[j.Name]
 	if !ok {
 		id = uint16(len(c.jails))
 		c.jailID[j.Name] = id
 		c.jails = append(c.jails, j)
+		c.ft = append(c.ft, ft)
+		c.shards = append(c.shards, nil) // made with the jail's first window
+		c.dirty = append(c.dirty, nil)
+		c.perJail = append(c.perJail, 0)
 		return id
 	}
 	c.jails[id] = j
+	if c.ft[id] != ft {
+		// Deadlines are newest + findtime: a new findtime reorders them.
+		c.ft[id] = ft
+		c.heapify()
+	}
 	return id
 }
 
@@ -127,6 +224,10 @@ func (k wkey) prefix() netip.Prefix {
 	return netip.PrefixFrom(a, int(k.bits))
 }
 
+func (w *window) key() wkey {
+	return wkey{addr: w.addr, bits: w.bits, v4: w.flags&flagV4 != 0, jail: w.jail}
+}
+
 func params(j *Jail) (maxRetry int, findTime int64) {
 	ft := j.FindTime
 	if ft <= 0 {
@@ -135,13 +236,131 @@ func params(j *Jail) (maxRetry int, findTime int64) {
 	return max(j.MaxRetry, 1), int64(ft)
 }
 
-// keepLine copies line, cut to MaxLineBytes, so that a window never pins
-// the reader's buffer.
+// keepLine copies line, cut to MaxLineBytes, so that a decision never
+// pins the reader's buffer.
 func keepLine(line string) string {
 	if len(line) > MaxLineBytes {
 		line = line[:MaxLineBytes]
 	}
 	return strings.Clone(line)
+}
+
+// mum is the 64x64->128 multiply folded to 64 bits, wyhash's mixer.
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// hash keys both the index (low bits) and the shard (high bits).
+func (c *Counter) hash(k wkey) uint64 {
+	lo := binary.LittleEndian.Uint64(k.addr[0:])
+	hi := binary.LittleEndian.Uint64(k.addr[8:])
+	x := mum(lo^c.hashSeed[0], hi^c.hashSeed[1]^0xa0761d6478bd642f)
+	meta := uint64(k.bits) | uint64(k.jail)<<8
+	if k.v4 {
+		meta |= 1 << 24
+	}
+	return mum(x^0xe7037ed1a0b428db, meta^c.hashSeed[0]^0x8ebc6af09c88c6e3)
+}
+
+func shardOf(h uint64) uint16 { return uint16(h >> (64 - ShardBits)) }
+
+func (c *Counter) slot(idx int32) *window {
+	return &c.slab[idx>>slabBits][idx&(slabSize-1)]
+}
+
+func (c *Counter) deadline(w *window) int64 { return w.t + c.ft[w.jail] }
+
+// find returns k's slot, or -1.
+func (c *Counter) find(k wkey, h uint64) int32 {
+	mask := uint64(len(c.index) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		v := c.index[i]
+		if v == 0 {
+			return -1
+		}
+		if w := c.slot(v - 1); w.addr == k.addr && w.bits == k.bits && w.jail == k.jail && (w.flags&flagV4 != 0) == k.v4 {
+			return v - 1
+		}
+	}
+}
+
+func (c *Counter) indexInsert(idx int32, h uint64) {
+	if (c.live+1)*4 > len(c.index)*3 {
+		c.growIndex()
+	}
+	mask := uint64(len(c.index) - 1)
+	i := h & mask
+	for c.index[i] != 0 {
+		i = (i + 1) & mask
+	}
+	c.index[i] = idx + 1
+}
+
+func (c *Counter) growIndex() {
+	old := c.index
+	c.index = make([]int32, 2*len(old))
+	mask := uint64(len(c.index) - 1)
+	for _, v := range old {
+		if v == 0 {
+			continue
+		}
+		i := c.hash(c.slot(v-1).key()) & mask
+		for c.index[i] != 0 {
+			i = (i + 1) & mask
+		}
+		c.index[i] = v
+	}
+}
+
+// indexDelete removes slot idx (hash h) from the index, shifting the rest
+// of its probe run back so that no tombstone is needed.
+func (c *Counter) indexDelete(idx int32, h uint64) {
+	mask := uint64(len(c.index) - 1)
+	i := h & mask
+	for c.index[i] != idx+1 {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; ; j = (j + 1) & mask {
+		v := c.index[j]
+		if v == 0 {
+			break
+		}
+		home := c.hash(c.slot(v-1).key()) & mask
+		// v may fill the hole at i if i lies between its home and j.
+		if (j-home)&mask >= (j-i)&mask {
+			c.index[i] = v
+			i = j
+		}
+	}
+	c.index[i] = 0
+}
+
+// loadEvents returns the window's failures, oldest first, in c.evs.
+func (c *Counter) loadEvents(idx int32) []event {
+	w := c.slot(idx)
+	evs := c.evs[:0]
+	if w.flags&flagOlder != 0 {
+		evs = append(evs, c.older[idx]...)
+	}
+	c.evs = append(evs, event{t: w.t, user: w.user, pass: w.pass})
+	return c.evs
+}
+
+// storeEvents makes evs (not empty, oldest first) the window's failures.
+func (c *Counter) storeEvents(idx int32, evs []event) {
+	w := c.slot(idx)
+	last := evs[len(evs)-1]
+	w.t, w.user, w.pass = last.t, last.user, last.pass
+	if len(evs) == 1 {
+		if w.flags&flagOlder != 0 {
+			delete(c.older, idx)
+			w.flags &^= flagOlder
+		}
+		return
+	}
+	c.older[idx] = append(c.older[idx][:0], evs[:len(evs)-1]...)
+	w.flags |= flagOlder
 }
 
 // Add counts a failure. It returns a ban decision when the hit's window
@@ -173,49 +392,50 @@ func (c *Counter) Add(h Hit) (Decision, bool) {
 	defer c.mu.Unlock()
 	ev := event{t: t, user: c.userHash(h.User), pass: c.passHash(h.User, h.Pass)}
 	k := makeKey(c.register(h.Jail), p)
+	hk := c.hash(k)
+	idx := c.find(k, hk)
 	if maxRetry == 1 {
-		c.remove(k)
+		if idx >= 0 {
+			c.removeSlot(idx)
+		}
 		return Decision{Jail: h.Jail, Key: p, Addr: addr, Time: h.Time, Failures: 1, Lines: []string{keepLine(h.Line)}}, true
 	}
-	idx, ok := c.index[k]
-	if ok && t > c.slots[idx].deadline {
-		// Everything in the window is older than findtime: start over.
-		w := &c.slots[idx]
-		clear(w.ev)
-		w.ev = w.ev[:0]
+	evs := c.evs[:0]
+	if idx >= 0 && t <= c.deadline(c.slot(idx)) {
+		// (Past the deadline everything in the window is older than
+		// findtime: it starts over.)
+		evs = c.loadEvents(idx)
 	}
-	if ok && ev.pass != 0 && repeated(c.slots[idx].ev, ev, ft) {
+	if idx >= 0 && ev.pass != 0 && repeated(evs, ev, ft) {
 		c.repeats++
 		return Decision{}, false
 	}
-	if !ok {
-		idx = c.create(k)
-	}
-	w := &c.slots[idx]
-	ev.line = keepLine(h.Line)
-	// The copies share the line: a count costs an event each, no more.
 	for range min(h.Failures(), maxRetry) {
-		w.ev = insertEvent(w.ev, ev)
+		evs = insertEvent(evs, ev)
 	}
-	newest := w.ev[len(w.ev)-1].t
-	if cut := oldestKept(w.ev, newest-ft); cut > 0 {
-		clear(w.ev[:cut])
-		w.ev = append(w.ev[:0], w.ev[cut:]...)
-	}
-	if len(w.ev) >= maxRetry {
+	c.evs = evs
+	newest := evs[len(evs)-1].t
+	evs = evs[oldestKept(evs, newest-ft):]
+	if len(evs) >= maxRetry {
 		d := Decision{
 			Jail:     h.Jail,
 			Key:      p,
 			Addr:     addr,
 			Time:     time.Unix(0, newest).In(h.Time.Location()),
-			Failures: len(w.ev),
-			Lines:    decisionLines(w.ev),
+			Failures: len(evs),
+			Lines:    []string{keepLine(h.Line)},
 		}
-		c.removeSlot(idx)
+		if idx >= 0 {
+			c.removeSlot(idx)
+		}
 		return d, true
 	}
-	w.deadline = newest + ft
-	c.fix(int(w.heapIdx))
+	if idx < 0 {
+		idx = c.create(k, hk)
+	}
+	c.storeEvents(idx, evs)
+	c.fix(int(c.slot(idx).heapIdx))
+	c.markDirty(k.jail, shardOf(hk))
 	return Decision{}, false
 }
 
@@ -235,33 +455,33 @@ func (c *Counter) success(h Hit, p netip.Prefix) {
 	if !ok {
 		return // no failure counted in this jail yet
 	}
-	idx, ok := c.index[makeKey(id, p)]
-	if !ok {
+	k := makeKey(id, p)
+	hk := c.hash(k)
+	idx := c.find(k, hk)
+	if idx < 0 {
 		return
 	}
 	uh := c.userHash(h.User)
-	w := &c.slots[idx]
-	kept := w.ev[:0]
-	for _, e := range w.ev {
+	evs := c.loadEvents(idx)
+	kept := evs[:0]
+	for _, e := range evs {
 		if e.user == uh && e.t <= t {
 			continue
 		}
 		kept = append(kept, e)
 	}
-	n := len(w.ev) - len(kept)
+	n := len(evs) - len(kept)
 	if n == 0 {
 		return
 	}
-	clear(w.ev[len(kept):])
-	w.ev = kept
 	c.cleared += uint64(n)
-	if len(w.ev) == 0 {
+	if len(kept) == 0 {
 		c.removeSlot(idx)
 		return
 	}
-	_, ft := params(c.jails[id])
-	w.deadline = w.ev[len(w.ev)-1].t + ft
-	c.fix(int(w.heapIdx))
+	c.storeEvents(idx, kept)
+	c.fix(int(c.slot(idx).heapIdx))
+	c.markDirty(id, shardOf(hk))
 }
 
 // repeated reports whether evs holds e's (user, fingerprint) within ft of
@@ -275,29 +495,14 @@ func repeated(evs []event, e event, ft int64) bool {
 	return false
 }
 
-// decisionLines returns the window's lines, a line counted several times
-// (a session of many attempts) once.
-func decisionLines(evs []event) []string {
-	lines := make([]string, 0, len(evs))
-	for i, e := range evs {
-		if i > 0 && e.t == evs[i-1].t && e.line == evs[i-1].line {
-			continue
-		}
-		lines = append(lines, e.line)
-	}
-	return lines
-}
-
 // userHash returns the keyed hash of a user name, case folded (Dovecot
 // and SASL usually fold case, a client's spelling varies); 0 for none.
 func (c *Counter) userHash(user string) uint32 {
 	if user == "" {
 		return 0
 	}
-	var mh maphash.Hash
-	mh.SetSeed(c.seed)
-	writeFolded(&mh, user)
-	return nonZero(mh.Sum64())
+	var buf [64]byte
+	return nonZero(sipHash(c.userKey, appendFolded(buf[:0], user)))
 }
 
 // passHash returns the keyed hash of (user, fingerprint); 0 without a
@@ -306,22 +511,20 @@ func (c *Counter) passHash(user, pass string) uint32 {
 	if pass == "" {
 		return 0
 	}
-	var mh maphash.Hash
-	mh.SetSeed(c.seed)
-	writeFolded(&mh, user)
-	mh.WriteByte(0)
-	mh.WriteString(pass)
-	return nonZero(mh.Sum64())
+	var buf [128]byte
+	b := append(appendFolded(buf[:0], user), 0)
+	return nonZero(sipHash(c.userKey, append(b, pass...)))
 }
 
-func writeFolded(mh *maphash.Hash, s string) {
+func appendFolded(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		b := s[i]
 		if 'A' <= b && b <= 'Z' {
 			b += 'a' - 'A'
 		}
-		mh.WriteByte(b)
+		dst = append(dst, b)
 	}
+	return dst
 }
 
 // nonZero folds a 64-bit hash to 32 bits, never 0 (which means "none").
@@ -350,9 +553,10 @@ func oldestKept(evs []event, from int64) int {
 	return i
 }
 
-// create makes a window for k, evicting one first if the counter is full.
-func (c *Counter) create(k wkey) int32 {
-	for len(c.index) >= c.maxKeys && len(c.heap) > 0 {
+// create makes an empty window for k (hash h), evicting one first if the
+// counter is full; the caller stores its failures and fixes the heap.
+func (c *Counter) create(k wkey, h uint64) int32 {
+	for c.live >= c.maxKeys && len(c.heap) > 0 {
 		c.removeSlot(c.heap[0])
 		c.evicted++
 	}
@@ -361,45 +565,84 @@ func (c *Counter) create(k wkey) int32 {
 		idx = c.free[n-1]
 		c.free = c.free[:n-1]
 	} else {
-		idx = int32(len(c.slots))
-		c.slots = append(c.slots, window{})
+		idx = c.nslots
+		c.nslots++
+		if int(idx>>slabBits) == len(c.slab) {
+			c.slab = append(c.slab, make([]window, slabSize))
+		}
 	}
-	c.slots[idx] = window{key: k, heapIdx: int32(len(c.heap)), ev: c.slots[idx].ev[:0]}
+	w := c.slot(idx)
+	*w = window{addr: k.addr, bits: k.bits, jail: k.jail, heapIdx: int32(len(c.heap))}
+	if k.v4 {
+		w.flags = flagV4
+	}
 	c.heap = append(c.heap, idx)
-	c.index[k] = idx
+	c.indexInsert(idx, h)
+	c.live++
+	c.perJail[k.jail]++
+	// Link it first in its shard.
+	if c.shards[k.jail] == nil {
+		c.shards[k.jail] = make([]int32, 1<<ShardBits)
+		c.dirty[k.jail] = make([]uint64, (1<<ShardBits)/64)
+	}
+	head := &c.shards[k.jail][shardOf(h)]
+	w.next = *head
+	if *head != 0 {
+		c.slot(*head - 1).prev = idx + 1
+	}
+	*head = idx + 1
 	return idx
 }
 
-func (c *Counter) remove(k wkey) bool {
-	idx, ok := c.index[k]
-	if ok {
-		c.removeSlot(idx)
+func (c *Counter) markDirty(jail, shard uint16) {
+	bit := &c.dirty[jail][shard/64]
+	if *bit&(1<<(shard%64)) == 0 {
+		*bit |= 1 << (shard % 64)
+		c.changed = append(c.changed, shardRef{jail: jail, shard: shard})
 	}
-	return ok
 }
 
 func (c *Counter) removeSlot(idx int32) {
-	w := &c.slots[idx]
-	delete(c.index, w.key)
+	w := c.slot(idx)
+	k := w.key()
+	h := c.hash(k)
+	c.indexDelete(idx, h)
 	// Out of the heap: move the last element into the hole and restore.
 	i := int(w.heapIdx)
 	last := len(c.heap) - 1
 	if i != last {
 		c.heap[i] = c.heap[last]
-		c.slots[c.heap[i]].heapIdx = int32(i)
+		c.slot(c.heap[i]).heapIdx = int32(i)
 	}
 	c.heap = c.heap[:last]
 	if i < len(c.heap) {
 		c.fix(i)
 	}
-	// Drop the lines for the GC, and the backing array too unless it is
-	// small enough to be worth reusing.
-	clear(w.ev)
-	if cap(w.ev) > 4 {
-		w.ev = nil
+	// Out of its shard's list.
+	shard := shardOf(h)
+	if w.prev != 0 {
+		c.slot(w.prev - 1).next = w.next
+	} else {
+		c.shards[k.jail][shard] = w.next
 	}
-	*w = window{ev: w.ev[:0]}
+	if w.next != 0 {
+		c.slot(w.next - 1).prev = w.prev
+	}
+	c.markDirty(k.jail, shard)
+	if w.flags&flagOlder != 0 {
+		delete(c.older, idx)
+	}
+	*w = window{}
+	c.live--
+	c.perJail[k.jail]--
 	c.free = append(c.free, idx)
+}
+
+// heapify rebuilds the heap after deadlines moved (a jail's new findtime).
+func (c *Counter) heapify() {
+	for i := len(c.heap)/2 - 1; i >= 0; i-- {
+		c.down(i)
+	}
 }
 
 // fix restores the heap after the deadline at heap position i changed.
@@ -410,13 +653,13 @@ func (c *Counter) fix(i int) {
 }
 
 func (c *Counter) less(i, j int) bool {
-	return c.slots[c.heap[i]].deadline < c.slots[c.heap[j]].deadline
+	return c.deadline(c.slot(c.heap[i])) < c.deadline(c.slot(c.heap[j]))
 }
 
 func (c *Counter) swap(i, j int) {
 	c.heap[i], c.heap[j] = c.heap[j], c.heap[i]
-	c.slots[c.heap[i]].heapIdx = int32(i)
-	c.slots[c.heap[j]].heapIdx = int32(j)
+	c.slot(c.heap[i]).heapIdx = int32(i)
+	c.slot(c.heap[j]).heapIdx = int32(j)
 }
 
 func (c *Counter) up(i int) {
@@ -457,12 +700,20 @@ func (c *Counter) Expire(now time.Time) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for len(c.heap) > 0 && c.slots[c.heap[0]].deadline < t {
+	for len(c.heap) > 0 && c.deadline(c.slot(c.heap[0])) < t {
 		c.removeSlot(c.heap[0])
 		n++
 	}
 	c.expired += uint64(n)
 	return n
+}
+
+func (c *Counter) remove(k wkey) bool {
+	idx := c.find(k, c.hash(k))
+	if idx >= 0 {
+		c.removeSlot(idx)
+	}
+	return idx >= 0
 }
 
 // Forget drops the window of key in jail (after an unban, say). It reports
@@ -496,7 +747,7 @@ func (c *Counter) ForgetAddr(a netip.Addr) int {
 func (c *Counter) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.index)
+	return c.live
 }
 
 // WindowsByJail counts the live windows of each jail (jail name -> count),
@@ -505,8 +756,10 @@ func (c *Counter) WindowsByJail() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := map[string]int{}
-	for k := range c.index {
-		out[c.jails[k.jail].Name]++
+	for id, n := range c.perJail {
+		if n > 0 {
+			out[c.jails[id].Name] = n
+		}
 	}
 	return out
 }
@@ -515,29 +768,90 @@ func (c *Counter) WindowsByJail() map[string]int {
 func (c *Counter) Stats() CounterStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return CounterStats{Windows: len(c.index), Evicted: c.evicted, Expired: c.expired, Cleared: c.cleared, Repeats: c.repeats}
+	return CounterStats{Windows: c.live, Evicted: c.evicted, Expired: c.expired, Cleared: c.cleared, Repeats: c.repeats}
 }
 
-// Snapshot returns every live window, ordered by jail and key, for a
-// checkpoint. Times are UTC.
+// appendWindow appends slot idx as a Window, its slices cut from the
+// scratch buffers out* (valid until they are reset).
+func (c *Counter) appendWindow(dst []Window, idx int32) []Window {
+	w := c.slot(idx)
+	evs := c.loadEvents(idx)
+	t0, u0 := len(c.outTimes), len(c.outU)
+	hashed := false
+	for _, e := range evs {
+		c.outTimes = append(c.outTimes, time.Unix(0, e.t).UTC())
+		hashed = hashed || e.user != 0 || e.pass != 0
+	}
+	sw := Window{Jail: c.jails[w.jail].Name, Key: w.key().prefix(), Times: c.outTimes[t0:len(c.outTimes):len(c.outTimes)]}
+	if hashed {
+		for _, e := range evs {
+			c.outU = append(c.outU, e.user)
+			c.outP = append(c.outP, e.pass)
+		}
+		sw.Users = c.outU[u0:len(c.outU):len(c.outU)]
+		sw.Passes = c.outP[u0:len(c.outP):len(c.outP)]
+	}
+	return append(dst, sw)
+}
+
+// Changes calls fn for each shard whose windows changed since the last
+// call to Changes (every shard holding windows if all), with the shard's
+// windows now (none if it emptied), and forgets the changes. A checkpoint
+// that saves each such shard whole keeps the saved windows equal to the
+// counter's. ws and its slices are valid only during the call; fn must
+// not call the Counter.
+func (c *Counter) Changes(all bool, fn func(jail string, shard int, ws []Window)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.eachShard(all, fn)
+	for _, d := range c.dirty {
+		clear(d)
+	}
+	c.changed = c.changed[:0]
+}
+
+// eachShard calls fn with the windows of every shard holding some (all),
+// or of every changed shard.
+func (c *Counter) eachShard(all bool, fn func(jail string, shard int, ws []Window)) {
+	emit := func(r shardRef) {
+		c.out, c.outTimes, c.outU, c.outP = c.out[:0], c.outTimes[:0], c.outU[:0], c.outP[:0]
+		for v := c.shards[r.jail][r.shard]; v != 0; v = c.slot(v - 1).next {
+			c.out = c.appendWindow(c.out, v-1)
+		}
+		fn(c.jails[r.jail].Name, int(r.shard), c.out)
+	}
+	if all {
+		for id, heads := range c.shards {
+			for s, v := range heads {
+				if v != 0 {
+					emit(shardRef{jail: uint16(id), shard: uint16(s)})
+				}
+			}
+		}
+	} else {
+		for _, r := range c.changed {
+			emit(r)
+		}
+	}
+	// Give back scratch grown by a big shard.
+	if cap(c.out) > 1<<12 {
+		c.out, c.outTimes, c.outU, c.outP = nil, nil, nil, nil
+	}
+}
+
+// Snapshot returns every live window, ordered by jail and key.
 func (c *Counter) Snapshot() []Window {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]Window, 0, len(c.index))
-	for k, idx := range c.index {
-		w := &c.slots[idx]
-		sw := Window{
-			Jail:  c.jails[k.jail].Name,
-			Key:   k.prefix(),
-			Times: make([]time.Time, len(w.ev)),
-			Lines: make([]string, len(w.ev)),
+	var out []Window
+	c.eachShard(true, func(_ string, _ int, ws []Window) {
+		for _, w := range ws {
+			w.Times = slices.Clone(w.Times)
+			w.Users = slices.Clone(w.Users)
+			w.Passes = slices.Clone(w.Passes)
+			out = append(out, w)
 		}
-		for i, e := range w.ev {
-			sw.Times[i] = time.Unix(0, e.t).UTC()
-			sw.Lines[i] = e.line
-		}
-		out = append(out, sw)
-	}
+	})
 	slices.SortFunc(out, func(a, b Window) int {
 		return cmp.Or(strings.Compare(a.Jail, b.Jail), a.Key.Addr().Compare(b.Key.Addr()), cmp.Compare(a.Key.Bits(), b.Key.Bits()))
 	})
@@ -545,9 +859,8 @@ func (c *Counter) Snapshot() []Window {
 }
 
 // rederive recovers a restored failure's user and fingerprint hashes from
-// its line (a checkpoint keeps times and lines only), when the jail has a
-// use for them. Each restored failure counts once: a count was already
-// spread over several times by Add.
+// its line (a checkpoint of the old format kept times and lines only),
+// when the jail has a use for them.
 func (c *Counter) rederive(j *Jail, line string) (user, pass uint32) {
 	if line == "" || (len(j.Successregex) == 0 && !capturesPass(j)) {
 		return 0, 0
@@ -573,8 +886,9 @@ func capturesPass(j *Jail) bool {
 // counter holds. Windows of jails the counter does not know (given to
 // NewCounter or seen by Add) are skipped: the jail is gone. A window never
 // comes back holding MaxRetry failures or more (only its newest
-// MaxRetry-1): restoring does not decide bans. It returns how many windows
-// it restored.
+// MaxRetry-1): restoring does not decide bans. Each restored failure
+// counts once: a count was already spread over several times by Add. It
+// returns how many windows it restored.
 func (c *Counter) Restore(ws []Window) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -590,28 +904,32 @@ func (c *Counter) Restore(ws []Window) int {
 			continue
 		}
 		k := makeKey(id, key)
-		idx, ok := c.index[k]
-		if !ok {
-			idx = c.create(k)
+		hk := c.hash(k)
+		idx := c.find(k, hk)
+		evs := c.evs[:0]
+		if idx >= 0 {
+			evs = c.loadEvents(idx)
 		}
-		w := &c.slots[idx]
 		j := c.jails[id]
 		for i, t := range sw.Times {
 			e := event{t: t.UnixNano()}
-			if i < len(sw.Lines) {
-				e.line = keepLine(sw.Lines[i])
-				e.user, e.pass = c.rederive(j, e.line)
+			switch {
+			case i < len(sw.Users) && i < len(sw.Passes):
+				e.user, e.pass = sw.Users[i], sw.Passes[i]
+			case i < len(sw.Lines):
+				e.user, e.pass = c.rederive(j, sw.Lines[i])
 			}
-			w.ev = insertEvent(w.ev, e)
+			evs = insertEvent(evs, e)
 		}
-		newest := w.ev[len(w.ev)-1].t
-		cut := max(oldestKept(w.ev, newest-ft), len(w.ev)-(maxRetry-1))
-		if cut > 0 {
-			clear(w.ev[:cut])
-			w.ev = append(w.ev[:0], w.ev[cut:]...)
+		c.evs = evs
+		newest := evs[len(evs)-1].t
+		evs = evs[max(oldestKept(evs, newest-ft), len(evs)-(maxRetry-1)):]
+		if idx < 0 {
+			idx = c.create(k, hk)
 		}
-		w.deadline = newest + ft
-		c.fix(int(w.heapIdx))
+		c.storeEvents(idx, evs)
+		c.fix(int(c.slot(idx).heapIdx))
+		c.markDirty(id, shardOf(hk))
 		n++
 	}
 	return n

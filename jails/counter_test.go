@@ -130,13 +130,9 @@ func TestCounterWindows(t *testing.T) {
 				if !d.Time.Equal(t0.Add(s.banned)) || d.Failures != len(s.lines) {
 					t.Errorf("step %d: decision time %v failures %d, want %v %d", i, d.Time, d.Failures, t0.Add(s.banned), len(s.lines))
 				}
-				var want []string
-				for k, off := range s.lines {
-					// Lines carry their own offset; the address may differ within a prefix.
-					want = append(want, fmt.Sprintf("at %v", off))
-					if !strings.HasSuffix(d.Lines[k], want[k]) {
-						t.Errorf("step %d: line %d %q, want suffix %q", i, k, d.Lines[k], want[k])
-					}
+				// The decision carries the tipping hit's line, nothing else.
+				if len(d.Lines) != 1 || d.Lines[0] != h.Line {
+					t.Errorf("step %d: lines %q, want [%q]", i, d.Lines, h.Line)
 				}
 				if _, again := c.Add(Hit{Jail: s.jail, Addr: h.Addr, Time: h.Time}); again && s.jail.MaxRetry > 1 {
 					t.Errorf("step %d: window not cleared after a ban", i)
@@ -242,7 +238,7 @@ func TestCounterSnapshotRestore(t *testing.T) {
 	c.Add(hitAt(j, "192.0.2.2", time.Minute))
 	c.Add(hitAt(j, "2001:db8::1", 0))
 	snap := c.Snapshot()
-	if len(snap) != 2 || snap[0].Key != netip.MustParsePrefix("192.0.2.0/24") || len(snap[0].Times) != 2 || len(snap[0].Lines) != 2 {
+	if len(snap) != 2 || snap[0].Key != netip.MustParsePrefix("192.0.2.0/24") || len(snap[0].Times) != 2 {
 		t.Fatalf("snapshot %+v", snap)
 	}
 	gone := Window{Jail: "removed-jail", Key: netip.MustParsePrefix("192.0.2.1/32"), Times: []time.Time{t0}}
@@ -256,7 +252,7 @@ func TestCounterSnapshotRestore(t *testing.T) {
 	if len(got) != 3 || len(got[1].Times) != 2 || !got[1].Times[0].Equal(t0.Add(time.Second)) {
 		t.Errorf("full window should come back with its newest 2 failures: %+v", got)
 	}
-	if !slices.EqualFunc(got[0].Times, snap[0].Times, time.Time.Equal) || !slices.Equal(got[0].Lines, snap[0].Lines) {
+	if !slices.EqualFunc(got[0].Times, snap[0].Times, time.Time.Equal) {
 		t.Errorf("restored %+v, want %+v", got[0], snap[0])
 	}
 	// The restored window keeps counting.
@@ -272,8 +268,13 @@ func TestCounterLinesBoundedAndCopied(t *testing.T) {
 	long := strings.Repeat("x", 3*MaxLineBytes)
 	c.Add(Hit{Jail: j, Addr: netip.MustParseAddr("192.0.2.1"), Time: t0, Line: long})
 	d, ok := c.Add(Hit{Jail: j, Addr: netip.MustParseAddr("192.0.2.1"), Time: t0, Line: "short"})
-	if !ok || len(d.Lines) != 2 || len(d.Lines[0]) != MaxLineBytes || d.Lines[1] != "short" {
-		t.Fatalf("decision %v lines %d/%v", ok, len(d.Lines), d.Lines)
+	if !ok || len(d.Lines) != 1 || d.Lines[0] != "short" {
+		t.Fatalf("decision %v lines %d/%v, want the tipping line only", ok, len(d.Lines), d.Lines)
+	}
+	c.Add(Hit{Jail: j, Addr: netip.MustParseAddr("192.0.2.1"), Time: t0, Line: "short"})
+	d, ok = c.Add(Hit{Jail: j, Addr: netip.MustParseAddr("192.0.2.1"), Time: t0, Line: long})
+	if !ok || len(d.Lines) != 1 || len(d.Lines[0]) != MaxLineBytes {
+		t.Fatalf("decision %v lines %d, want one of %d bytes", ok, len(d.Lines), MaxLineBytes)
 	}
 }
 
@@ -359,12 +360,8 @@ func TestCounterMatchesModel(t *testing.T) {
 			t.Fatalf("hit %d: ban %v, model %v", i, gotOK, wantOK)
 		}
 		if wantOK {
-			var lines []string
-			for _, e := range w {
-				lines = append(lines, e.line)
-			}
-			if !slices.Equal(got.Lines, lines) || !got.Time.Equal(newest) {
-				t.Fatalf("hit %d: decision lines %v at %v, model %v at %v", i, got.Lines, got.Time, lines, newest)
+			if !slices.Equal(got.Lines, []string{line}) || !got.Time.Equal(newest) || got.Failures != len(w) {
+				t.Fatalf("hit %d: decision lines %v at %v (%d failures), model %v at %v (%d)", i, got.Lines, got.Time, got.Failures, line, newest, len(w))
 			}
 			w = nil
 		}
@@ -397,5 +394,179 @@ func TestCounterWindowsByJail(t *testing.T) {
 	got := c.WindowsByJail()
 	if len(got) != 2 || got["a"] != 2 || got["b"] != 1 {
 		t.Errorf("WindowsByJail() = %v, want a:2 b:1", got)
+	}
+}
+
+func TestSipHashVector(t *testing.T) {
+	// The reference implementation's vectors: key 00..0f, message 00..n-1.
+	k := [2]uint64{0x0706050403020100, 0x0f0e0d0c0b0a0908}
+	msg := make([]byte, 15)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	for _, tc := range []struct {
+		n    int
+		want uint64
+	}{{0, 0x726fdb47dd0e0e31}, {15, 0xa129ca6149be45e5}} {
+		if got := sipHash(k, msg[:tc.n]); got != tc.want {
+			t.Errorf("sipHash(%d bytes) = %#x, want %#x", tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestCounterChanges keeps a copy of the windows the way a checkpoint
+// does, shard by shard from Changes, through additions, updates, bans,
+// successes, expiry, eviction and Forget, and checks it always equals the
+// counter's own windows.
+func TestCounterChanges(t *testing.T) {
+	js := []*Jail{
+		counterJail("a", 3, Key{}),
+		counterJail("b", 4, Key{V4Bits: 24}),
+		{Name: "c", MaxRetry: 5, FindTime: time.Minute, Successregex: []*Pattern{}},
+	}
+	type skey struct {
+		jail  string
+		shard int
+	}
+	saved := map[skey][]Window{}
+	save := func(c *Counter, all bool) int {
+		n := 0
+		if all {
+			clear(saved)
+		}
+		c.Changes(all, func(jail string, shard int, ws []Window) {
+			n++
+			k := skey{jail, shard}
+			if len(ws) == 0 {
+				delete(saved, k)
+				return
+			}
+			var cp []Window
+			for _, w := range ws {
+				w.Times = slices.Clone(w.Times)
+				w.Users, w.Passes = slices.Clone(w.Users), slices.Clone(w.Passes)
+				cp = append(cp, w)
+			}
+			saved[k] = cp
+		})
+		return n
+	}
+	check := func(c *Counter, step int) {
+		t.Helper()
+		var got []Window
+		for _, ws := range saved {
+			got = append(got, ws...)
+		}
+		slices.SortFunc(got, func(a, b Window) int {
+			if a.Jail != b.Jail {
+				return strings.Compare(a.Jail, b.Jail)
+			}
+			return a.Key.Addr().Compare(b.Key.Addr())
+		})
+		want := c.Snapshot()
+		if len(got) != len(want) {
+			t.Fatalf("step %d: saved %d windows, counter holds %d", step, len(got), len(want))
+		}
+		for i := range want {
+			if want[i].Jail != got[i].Jail || want[i].Key != got[i].Key ||
+				!slices.EqualFunc(want[i].Times, got[i].Times, time.Time.Equal) ||
+				!slices.Equal(want[i].Users, got[i].Users) || !slices.Equal(want[i].Passes, got[i].Passes) {
+				t.Fatalf("step %d: saved %+v, counter %+v", step, got[i], want[i])
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	c := NewCounter(150, js...)
+	now := t0
+	users := []string{"", "alice", "bob"}
+	for i := range 30000 {
+		now = now.Add(time.Duration(r.IntN(3000)) * time.Millisecond)
+		addr := netip.AddrFrom4([4]byte{192, 0, byte(r.IntN(3)), byte(r.IntN(200))})
+		j := js[r.IntN(len(js))]
+		switch op := r.IntN(100); {
+		case op < 80:
+			c.Add(Hit{Jail: j, Addr: addr, Time: now, User: users[r.IntN(3)], Pass: fmt.Sprint(r.IntN(3))})
+		case op < 90:
+			c.Add(Hit{Jail: j, Addr: addr, Time: now, User: users[r.IntN(3)], Success: true})
+		case op < 95:
+			c.Forget(j.Name, j.Key.Prefix(addr))
+		case op < 97:
+			c.ForgetAddr(addr)
+		default:
+			c.Expire(now.Add(-5 * time.Minute))
+		}
+		if r.IntN(50) == 0 {
+			save(c, false)
+			check(c, i)
+		}
+	}
+	st := c.Stats()
+	if st.Evicted == 0 || st.Expired == 0 || st.Cleared == 0 || st.Repeats == 0 {
+		t.Errorf("stats %+v: the test did not go through every kind of change", st)
+	}
+	save(c, false)
+	check(c, -1)
+	if n := save(c, false); n != 0 {
+		t.Errorf("Changes right after Changes reported %d shards", n)
+	}
+	if n := save(c, true); n == 0 || c.Len() == 0 {
+		t.Errorf("Changes(all) reported %d shards for %d windows", n, c.Len())
+	}
+	check(c, -2)
+}
+
+// TestCounterIndexChurn adds and removes many keys so that the index
+// grows and its probe runs are shifted back on delete, and checks every
+// live key is still found and every removed one is not.
+func TestCounterIndexChurn(t *testing.T) {
+	j := counterJail("j", 100, Key{})
+	c := NewCounter(0)
+	r := rand.New(rand.NewPCG(7, 8))
+	live := map[netip.Addr]bool{}
+	for i := range 200_000 {
+		a := netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
+		if r.IntN(3) == 0 {
+			got := c.Forget("j", netip.PrefixFrom(a, 32))
+			if got != live[a] {
+				t.Fatalf("op %d: Forget(%s) = %v, want %v", i, a, got, live[a])
+			}
+			delete(live, a)
+			continue
+		}
+		c.Add(Hit{Jail: j, Addr: a, Time: t0})
+		live[a] = true
+	}
+	if c.Len() != len(live) {
+		t.Fatalf("Len %d, want %d", c.Len(), len(live))
+	}
+	for a := range live {
+		if !c.Forget("j", netip.PrefixFrom(a, 32)) {
+			t.Fatalf("%s not found", a)
+		}
+	}
+	if c.Len() != 0 || len(c.heap) != 0 {
+		t.Fatalf("Len %d heap %d after forgetting all", c.Len(), len(c.heap))
+	}
+}
+
+func TestCounterSetMaxKeys(t *testing.T) {
+	j := counterJail("j", 5, Key{})
+	c := NewCounter(10)
+	for i := range 10 {
+		c.Add(hitAt(j, fmt.Sprintf("192.0.2.%d", i), time.Duration(i)*time.Minute))
+	}
+	c.SetMaxKeys(4) // the 6 oldest go at once
+	if c.Len() != 4 || c.Stats().Evicted != 6 {
+		t.Fatalf("Len %d, stats %+v; want 4 left, 6 evicted", c.Len(), c.Stats())
+	}
+	if !c.Forget("j", netip.MustParsePrefix("192.0.2.9/32")) || c.Forget("j", netip.MustParsePrefix("192.0.2.5/32")) {
+		t.Error("kept the wrong windows: want the newest 4")
+	}
+	c.SetMaxKeys(0) // the default, far above
+	for i := range 20 {
+		c.Add(hitAt(j, fmt.Sprintf("198.51.100.%d", i), time.Hour))
+	}
+	if c.Len() != 23 {
+		t.Errorf("Len %d, want 23 under the default bound", c.Len())
 	}
 }

@@ -250,11 +250,12 @@ func TestCounterFingerprint(t *testing.T) {
 	}
 }
 
-// TestCounterRestoreRederives proves a checkpoint keeps what the rules
-// need: the restored failures still know their user and fingerprint
-// (re-read from their lines), so a success still clears them and a
-// repeated password still counts once.
-func TestCounterRestoreRederives(t *testing.T) {
+// TestCounterRestoreKeepsHashes proves a checkpoint keeps what the rules
+// need: the restored failures still know their user and fingerprint (as
+// hashes under the saved key, or re-derived from the lines of an old
+// checkpoint), so a success still clears them and a repeated password
+// still counts once.
+func TestCounterRestoreKeepsHashes(t *testing.T) {
 	j := testJail(t, "dovecot", nil, []string{
 		`passwd-file\((?P<user>[^,]*),<HOST>\): Password mismatch(?: \(SHA1 of given password: (?P<pass>\w+)\))?`,
 	}, nil)
@@ -277,23 +278,56 @@ func TestCounterRestoreRederives(t *testing.T) {
 		}
 		return d, ok
 	}
+	first := []string{line("alice", "aaaaaa"), line("bob", "bbbbbb"), line("carol", "cccccc")}
 	c := NewCounter(0, j)
-	feed(c, line("alice", "aaaaaa"), line("bob", "bbbbbb"), line("carol", "cccccc"))
-	r := NewCounter(0, j)
-	if n := r.Restore(c.Snapshot()); n != 1 {
-		t.Fatalf("restored %d windows", n)
+	feed(c, first...)
+	snap := c.Snapshot()
+	if len(snap) != 1 || len(snap[0].Users) != 3 || snap[0].Users[0] == 0 || snap[0].Passes[0] == 0 {
+		t.Fatalf("snapshot %+v: want one window with 3 user and fingerprint hashes", snap)
 	}
-	if _, ok := feed(r, line("bob", "bbbbbb")); ok {
-		t.Fatal("a repeated fingerprint counted after restore")
+	legacy := []Window{{Jail: "dovecot", Key: snap[0].Key, Times: snap[0].Times, Lines: first}}
+	for _, tc := range []struct {
+		name    string
+		ws      []Window
+		sameKey bool
+	}{
+		{"hashes under the saved key", snap, true},
+		{"lines of an old checkpoint", legacy, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewCounter(0, j)
+			if tc.sameKey {
+				r.SetHashKey(c.HashKey())
+			}
+			if n := r.Restore(tc.ws); n != 1 {
+				t.Fatalf("restored %d windows", n)
+			}
+			if _, ok := feed(r, line("bob", "bbbbbb")); ok {
+				t.Fatal("a repeated fingerprint counted after restore")
+			}
+			if st := r.Stats(); st.Repeats != 1 {
+				t.Fatalf("Repeats = %d, want 1", st.Repeats)
+			}
+			if _, ok := feed(r, "Nov 24 16:04:04 imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=1"); ok {
+				t.Fatal("a success banned")
+			}
+			if st := r.Stats(); st.Cleared != 1 {
+				t.Fatalf("Cleared = %d, want alice's 1", st.Cleared)
+			}
+			// alice's failure is gone: bob, carol and two new ones make 4.
+			if _, ok := feed(r, line("dave", "dddddd")); ok {
+				t.Fatal("banned with alice's cleared failure still counted")
+			}
+			if d, ok := feed(r, line("erin", "eeeeee")); !ok || d.Failures != 4 {
+				t.Fatalf("decision %v %+v, want a ban with 4 failures", ok, d)
+			}
+		})
 	}
-	if _, ok := feed(r, "Nov 24 16:04:04 imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=1"); ok {
-		t.Fatal("a success banned")
-	}
-	// alice's failure is gone: bob, carol and two new ones make 4.
-	if _, ok := feed(r, line("dave", "dddddd")); ok {
-		t.Fatal("banned with alice's cleared failure still counted")
-	}
-	if d, ok := feed(r, line("erin", "eeeeee")); !ok || d.Failures != 4 {
-		t.Fatalf("decision %v %+v, want a ban with 4 failures", ok, d)
+	// Under another key the saved hashes mean nothing: the repeat counts
+	// (and is the 4th failure).
+	other := NewCounter(0, j)
+	other.Restore(snap)
+	if _, ok := feed(other, line("bob", "bbbbbb")); !ok || other.Stats().Repeats != 0 {
+		t.Fatalf("a fingerprint matched across hash keys: ban %v, repeats %d", ok, other.Stats().Repeats)
 	}
 }

@@ -73,15 +73,25 @@ type Decision struct {
 	Jail     *Jail
 	Key      netip.Prefix // the address (/32, /128) or the keyed prefix
 	Addr     netip.Addr   // the address whose failure tipped it
-	Time     time.Time    // time of the tipping failure
+	Time     time.Time    // time of the newest failure in the window
 	Failures int
-	Lines    []string // the lines in the window, oldest first (bounded)
+	// Lines holds one line: the tipping failure's (at most MaxLineBytes).
+	// Windows keep no lines, only times and hashes, to stay small; the
+	// tipping line is the one a ban record shows.
+	Lines []string
 }
 
-// Window is a counter's state for one (jail, key), for checkpointing.
+// Window is a counter's state for one (jail, key), for checkpointing:
+// its failures' times, oldest first, and their keyed user and password
+// fingerprint hashes (see Counter.HashKey; nil or 0: none).
 type Window struct {
-	Jail  string
-	Key   netip.Prefix
-	Times []time.Time
+	Jail   string
+	Key    netip.Prefix
+	Times  []time.Time
+	Users  []uint32
+	Passes []uint32
+	// Lines, parallel to Times, come only from a checkpoint of the old
+	// format, which kept lines instead of hashes: Restore re-derives the
+	// hashes from them.
 	Lines []string
 }

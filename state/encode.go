@@ -105,35 +105,6 @@ func decodeHistory(v []byte) (history, error) {
 	}, nil
 }
 
-// appendWindow appends w in a compact binary form: varint lengths, the
-// prefix in its binary form, times as the first Unix-nanosecond value then
-// deltas (zig-zag varints, usually 4-5 bytes each), then the lines.
-// A checkpoint writes every window every second, so size is time here.
-func appendWindow(dst []byte, w Window) []byte {
-	dst = appendString(dst, w.Jail)
-	// The length of what AppendBinary writes: address bytes (none for the
-	// zero prefix), then the bit length.
-	dst = binary.AppendUvarint(dst, uint64(w.Key.Addr().BitLen()/8+1))
-	dst, _ = w.Key.AppendBinary(dst)
-	dst = binary.AppendUvarint(dst, uint64(len(w.Times)))
-	var prev int64
-	for _, t := range w.Times {
-		n := unixNanos(t)
-		dst = binary.AppendVarint(dst, n-prev)
-		prev = n
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(w.Lines)))
-	for _, l := range w.Lines {
-		dst = appendString(dst, l)
-	}
-	return dst
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
 var errShortWindow = errors.New("truncated window record")
 
 // windowDecoder reads windows out of a chunk. Every string and slice it
@@ -230,6 +201,88 @@ func decodeWindows(dst []Window, chunk []byte) ([]Window, error) {
 		w, err := d.next()
 		if err != nil {
 			return dst, err
+		}
+		dst = append(dst, w)
+	}
+	return dst, nil
+}
+
+// AppendWindows appends the shard value of ws (one jail's windows; Jail
+// is not stored, the shard's key names it): for each window its prefix in
+// binary form, then its failures, each as the time's delta from the
+// previous (zig-zag varint, the first from 0) and the user and
+// fingerprint hashes as uvarints (1 byte each when none). A window of one
+// failure takes about 18 bytes.
+func AppendWindows(dst []byte, ws []Window) []byte {
+	for _, w := range ws {
+		dst = binary.AppendUvarint(dst, uint64(w.Key.Addr().BitLen()/8+1))
+		dst, _ = w.Key.AppendBinary(dst)
+		dst = binary.AppendUvarint(dst, uint64(len(w.Times)))
+		var prev int64
+		for i, t := range w.Times {
+			n := unixNanos(t)
+			dst = binary.AppendVarint(dst, n-prev)
+			prev = n
+			dst = binary.AppendUvarint(dst, uint64(at(w.Users, i)))
+			dst = binary.AppendUvarint(dst, uint64(at(w.Passes, i)))
+		}
+	}
+	return dst
+}
+
+func at(s []uint32, i int) uint32 {
+	if i < len(s) {
+		return s[i]
+	}
+	return 0
+}
+
+// shardKey is a shard's key in bucketShards: the shard number, big-endian,
+// then the jail's name.
+func shardKey(jail string, n uint16) []byte {
+	return append(binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(jail)), n), jail...)
+}
+
+// decodeShard appends the windows of one shard to dst. Like decodeWindows,
+// it copies everything out of the bbolt memory.
+func decodeShard(dst []Window, k, v []byte) ([]Window, error) {
+	if len(k) < 3 {
+		return dst, fmt.Errorf("shard key %x: too short", k)
+	}
+	jail := string(k[2:])
+	d := windowDecoder{b: v}
+	for len(d.b) > 0 {
+		w := Window{Jail: jail}
+		pk := d.bytes()
+		if d.err == nil {
+			if err := w.Key.UnmarshalBinary(pk); err != nil {
+				return dst, fmt.Errorf("decode window key: %w", err)
+			}
+		}
+		// Each failure takes at least 3 bytes.
+		n := d.count()
+		if n > 0 && n <= len(d.b)/3 {
+			w.Times = make([]time.Time, n)
+			var prev int64
+			for i := range n {
+				prev += d.varint()
+				w.Times[i] = time.Unix(0, prev).UTC()
+				u, p := d.uvarint(), d.uvarint()
+				if u > math.MaxUint32 || p > math.MaxUint32 {
+					d.err = errors.New("hash out of range")
+				}
+				if (u != 0 || p != 0) && w.Users == nil {
+					w.Users, w.Passes = make([]uint32, n), make([]uint32, n)
+				}
+				if w.Users != nil {
+					w.Users[i], w.Passes[i] = uint32(u), uint32(p)
+				}
+			}
+		} else if n > 0 {
+			d.err = errShortWindow
+		}
+		if d.err != nil {
+			return dst, fmt.Errorf("decode window: %w", d.err)
 		}
 		dst = append(dst, w)
 	}

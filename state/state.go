@@ -18,9 +18,12 @@
 // Layout (schema version SchemaVersion, in bucket meta): bans maps a
 // prefix's binary form to the ban (JSON); expiry holds one empty-valued key
 // per expiring ban, big-endian Until then the prefix, for the sweeper;
-// history maps a prefix to its ban count and latest ban time; windows
-// holds the checkpointed windows in a compact binary form; positions maps
-// a source name to its opaque position.
+// history maps a prefix to its ban count and latest ban time;
+// window-shards holds the checkpointed windows in a compact binary form,
+// one key per (shard, jail) so that a checkpoint rewrites only the shards
+// that changed (windows is the schema-1 form, read for upgrades); meta
+// also keeps the key of the windows' user hashes; positions maps a source
+// name to its opaque position.
 package state
 
 import (
@@ -36,26 +39,49 @@ type Ban struct {
 	Since    time.Time
 	Until    time.Time
 	Failures int
-	Lines    []string // the log lines that caused it
+	Lines    []string // the log line that tipped it (bans of older versions: every line of the window)
 	Origin   string   // host that made the ban
 	Count    int      // how many times this prefix has been banned, this one included
 }
 
-// Window is a jail's failure window for one key.
+// Window is a jail's failure window for one key: its failures' times,
+// oldest first, and their keyed user and password-fingerprint hashes
+// (parallel to Times; nil or 0: none).
 type Window struct {
-	Jail  string
-	Key   netip.Prefix
-	Times []time.Time
+	Jail   string
+	Key    netip.Prefix
+	Times  []time.Time
+	Users  []uint32
+	Passes []uint32
+	// Lines are read only from a schema-1 database, which kept the lines
+	// instead of hashes; they are no longer written.
 	Lines []string
+}
+
+// Shard is the encoded windows (AppendWindows) of one shard of a jail.
+// The shard number is the caller's: windows are saved and replaced a
+// shard at a time, and read back all together.
+type Shard struct {
+	Jail  string
+	N     uint16
+	Value []byte // empty: the shard holds no window any more
 }
 
 // Checkpoint is what is saved in batches: read positions of the sources and
 // the failure windows.
 type Checkpoint struct {
 	Positions map[string][]byte // source name -> opaque position
-	Windows   []Window          // the complete set; replaces what was saved
-	// KeepWindows leaves the saved windows as they are (Windows is
-	// ignored): for a checkpoint where only positions moved, which is most
-	// of them, since most lines match no jail.
+	// Shards are the shards of windows that changed since the last
+	// checkpoint; the others stay as saved. With Replace, every saved
+	// window is dropped first, and Shards are all of them.
+	Shards  []Shard
+	Replace bool
+	// Windows, unless KeepWindows or Replace, is the complete set of
+	// windows and replaces what was saved (Shards are then ignored): the
+	// simple form, for tools and tests.
+	Windows []Window
+	// KeepWindows keeps the saved windows but for Shards: what the daemon
+	// sets, with only the changed shards, or none when only positions
+	// moved (most checkpoints: most lines match no jail).
 	KeepWindows bool
 }

@@ -14,8 +14,10 @@ import (
 )
 
 // SchemaVersion is the layout this package writes. A database written by a
-// newer smtpband is refused rather than misread.
-const SchemaVersion = 1
+// newer smtpband is refused rather than misread. Version 2 saves windows
+// in shards (bucket windowShards); the version-1 windows bucket is still
+// read, and emptied by the first checkpoint that replaces all windows.
+const SchemaVersion = 2
 
 var (
 	// ErrNewerSchema is returned by Open for a database whose schema version
@@ -31,11 +33,12 @@ var (
 	bucketBans      = []byte("bans")
 	bucketExpiry    = []byte("expiry")
 	bucketHistory   = []byte("history")
-	bucketWindows   = []byte("windows")
+	bucketWindows   = []byte("windows") // schema 1: chunks of windows with lines
+	bucketShards    = []byte("window-shards")
 	bucketPositions = []byte("positions")
 	bucketAllow     = []byte("allow")
 
-	allBuckets = [][]byte{bucketMeta, bucketBans, bucketExpiry, bucketHistory, bucketWindows, bucketPositions, bucketAllow}
+	allBuckets = [][]byte{bucketMeta, bucketBans, bucketExpiry, bucketHistory, bucketWindows, bucketShards, bucketPositions, bucketAllow}
 
 	keySchema = []byte("schema")
 )

@@ -161,8 +161,14 @@ func checkRecords(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	return check(bucketWindows, func(_, v []byte) error {
+	if err := check(bucketWindows, func(_, v []byte) error {
 		_, err := decodeWindows(nil, v)
+		return err
+	}); err != nil {
+		return err
+	}
+	return check(bucketShards, func(k, v []byte) error {
+		_, err := decodeShard(nil, k, v)
 		return err
 	})
 }

@@ -24,11 +24,14 @@ type Config struct {
 	// the socket is 0600 and only root may connect.
 	SocketGroup string
 	// Metrics is the host:port the Prometheus endpoint listens on; "" serves none.
-	Metrics  string
-	Ignore   []netip.Prefix // global ignore list (loopback is always ignored too)
-	Sources  []Source
-	Jails    []*jails.Jail // every jail, enabled or not
-	Firewall Firewall
+	Metrics string
+	// MaxWindows bounds the failure windows held (jails.DefaultMaxKeys
+	// unless set): past it the one closest to expiry is dropped.
+	MaxWindows int
+	Ignore     []netip.Prefix // global ignore list (loopback is always ignored too)
+	Sources    []Source
+	Jails      []*jails.Jail // every jail, enabled or not
+	Firewall   Firewall
 }
 
 // Source is a `source "file"|"journal" "NAME" {}` block.

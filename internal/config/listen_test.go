@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"smtpban/jails"
 )
 
 // TestLoadMetricsAndSocketGroup checks the two optional global settings:
@@ -84,6 +86,38 @@ func TestLoadMetricsAndSocketGroup(t *testing.T) {
 			}
 			if cfg.Metrics != tt.metrics || cfg.SocketGroup != tt.group {
 				t.Errorf("Metrics, SocketGroup = %q, %q; want %q, %q", cfg.Metrics, cfg.SocketGroup, tt.metrics, tt.group)
+			}
+		})
+	}
+}
+
+func TestLoadMaxWindows(t *testing.T) {
+	tests := []struct {
+		name     string
+		src      string
+		want     int
+		wantDiag string
+	}{
+		{name: "default", src: "", want: jails.DefaultMaxKeys},
+		{name: "set", src: "max_windows = 500000\n", want: 500000},
+		{name: "too small", src: "state_dir = \"/x\"\nmax_windows = 10\n",
+			wantDiag: `smtpban.hcl:2:15: Invalid max_windows: max_windows is 10; it must be a whole number from 1000 to 268435456`},
+		{name: "not whole", src: "max_windows = 1e3.5\n", wantDiag: `smtpban.hcl:1:`},
+		{name: "a string", src: "max_windows = \"lots\"\n", wantDiag: `smtpban.hcl:1:15: `},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			main := writeConfig(t, map[string]string{"smtpban.hcl": tt.src + "include = []\n"})
+			cfg, ds := Load(main)
+			got := relative(ds, main)
+			if tt.wantDiag != "" {
+				if len(got) != 1 || !strings.HasPrefix(got[0], tt.wantDiag) {
+					t.Fatalf("diagnostics %q, want one starting %q", got, tt.wantDiag)
+				}
+				return
+			}
+			if len(got) != 0 || cfg.MaxWindows != tt.want {
+				t.Fatalf("MaxWindows %d, diagnostics %q; want %d", cfg.MaxWindows, got, tt.want)
 			}
 		})
 	}

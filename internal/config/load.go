@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"smtpban/jails"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -21,6 +22,13 @@ const (
 	DefaultInclude = "jails.d/*.hcl"
 )
 
+// The bounds of max_windows: below a thousand a handful of scanners evict
+// a real brute force; above 2^28 windows (~20 GB) is a typo.
+const (
+	MinMaxWindows = 1000
+	MaxMaxWindows = 1 << 28
+)
+
 // maxFileBytes bounds what one config file may hold: a config is small,
 // and a glob that matches something huge must not exhaust memory.
 const maxFileBytes = 4 << 20
@@ -33,6 +41,7 @@ var mainSchema = &hcl.BodySchema{
 		{Name: "metrics"},
 		{Name: "include"},
 		{Name: "ignore"},
+		{Name: "max_windows"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "source", LabelNames: []string{"kind", "name"}},
@@ -83,10 +92,11 @@ type sourceRef struct {
 func Load(path string) (*Config, Diagnostics) {
 	l := &loader{
 		cfg: &Config{
-			File:     path,
-			StateDir: DefaultStateDir,
-			Socket:   DefaultSocket,
-			Firewall: defaultFirewall("nftables"),
+			File:       path,
+			StateDir:   DefaultStateDir,
+			Socket:     DefaultSocket,
+			MaxWindows: jails.DefaultMaxKeys,
+			Firewall:   defaultFirewall("nftables"),
 		},
 		sourceDefs: map[string]hcl.Range{},
 		jailDefs:   map[string]hcl.Range{},
@@ -174,6 +184,9 @@ func (l *loader) loadMain(path string) {
 	}
 	if a, ok := attrs["ignore"]; ok {
 		l.cfg.Ignore = l.prefixes(a.Expr, "ignore")
+	}
+	if a, ok := attrs["max_windows"]; ok {
+		l.cfg.MaxWindows, _ = l.integer(a.Expr, "max_windows", MinMaxWindows, MaxMaxWindows)
 	}
 	l.blocks(content.Blocks)
 	l.includes(path, attrs["include"])

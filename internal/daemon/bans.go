@@ -130,7 +130,6 @@ func (d *Daemon) unban(ctx context.Context, match func(state.Ban) bool) ([]state
 			return lifted, fmt.Errorf("delete ban %s: %w", b.Prefix, err)
 		}
 		d.counter.Forget(b.Jail, b.Prefix)
-		d.windowsDirty = true
 		lifted = append(lifted, b)
 		prefixes = append(prefixes, b.Prefix)
 	}

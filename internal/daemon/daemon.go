@@ -81,12 +81,15 @@ type Daemon struct {
 	allow        map[netip.Prefix]time.Time // runtime allow list; zero time = permanent
 	positions    map[string][]byte
 	dirty        bool // positions moved since the last checkpoint
-	// windowsDirty: the counter changed since the last checkpoint. Most
-	// lines match nothing, so most checkpoints save positions only.
-	windowsDirty bool
-	jailStats    map[string]*jailCounters
-	sources      []runningSource
-	hits         []jails.Hit
+	// replaceWindows: the next checkpoint saves every window rather than
+	// the changed shards, after start-up (dropping the windows of jails
+	// that are gone) or a failed checkpoint.
+	replaceWindows bool
+	ckptWindows    []state.Window // scratch for checkpoint
+	ckptBuf        []byte         // scratch for checkpoint
+	jailStats      map[string]*jailCounters
+	sources        []runningSource
+	hits           []jails.Hit
 }
 
 type jailCounters struct {
@@ -142,9 +145,9 @@ func New(opts Options) (*Daemon, error) {
 		now:       opts.Now,
 		reloadReq: make(chan reloadReq),
 		lines:     make(chan source.Line, 1024),
-		// Past jails.DefaultMaxKeys windows the one closest to expiry is
-		// dropped: a botnet flood costs bounded memory.
-		counter:   jails.NewCounter(jails.DefaultMaxKeys, cfg.Jails...),
+		// Past max_windows the one closest to expiry is dropped: a botnet
+		// flood costs bounded memory.
+		counter:   jails.NewCounter(cfg.MaxWindows, cfg.Jails...),
 		allow:     map[netip.Prefix]time.Time{},
 		positions: map[string][]byte{},
 		jailStats: map[string]*jailCounters{},
@@ -218,6 +221,7 @@ func (d *Daemon) applyConfig(cfg *config.Config) error {
 		d.metrics.InitJail(j.Name, d.opts.Hostname)
 	}
 	d.metrics.InitJail(manualJail, d.opts.Hostname)
+	d.counter.SetMaxKeys(cfg.MaxWindows)
 	d.cfg = cfg
 	d.jails = byName
 	d.matcher = jails.NewMatcher(enabled)
@@ -319,13 +323,25 @@ func (d *Daemon) restore(ctx context.Context) error {
 		d.metrics.FirewallError(metrics.OpResync)
 		return err
 	}
-	ws, err := d.store.Windows()
+	hashKey, err := d.store.HashKey()
 	if err != nil {
 		return fmt.Errorf("load failure windows: %w", err)
 	}
-	jws := make([]jails.Window, len(ws))
-	for i, w := range ws {
-		jws[i] = jails.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Lines: w.Lines}
+	// The counter is not running yet: it can take the windows a shard at
+	// a time, as they are read.
+	d.counter.SetHashKey(hashKey)
+	windows := 0
+	var jws []jails.Window
+	err = d.store.EachWindows(func(ws []state.Window) error {
+		jws = jws[:0]
+		for _, w := range ws {
+			jws = append(jws, jails.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Users: w.Users, Passes: w.Passes, Lines: w.Lines})
+		}
+		windows += d.counter.Restore(jws)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load failure windows: %w", err)
 	}
 	pos, err := d.store.Positions()
 	if err != nil {
@@ -336,11 +352,11 @@ func (d *Daemon) restore(ctx context.Context) error {
 		return fmt.Errorf("load allow list: %w", err)
 	}
 	d.mu.Lock()
-	d.counter.Restore(jws)
+	d.replaceWindows = true
 	d.positions = pos
 	d.allow = allows
 	d.mu.Unlock()
-	d.log.Info("state restored", "bans_added", added, "strays_removed", removed, "windows", len(ws), "took", d.now().Sub(start))
+	d.log.Info("state restored", "bans_added", added, "strays_removed", removed, "windows", windows, "took", d.now().Sub(start))
 	return nil
 }
 

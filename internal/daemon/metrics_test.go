@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,15 +54,23 @@ func startTest(t *testing.T) (d *Daemon, cfgPath, logPath string) {
 	addr := ln.Addr().String()
 	ln.Close()
 	writeTestFile(t, cfgPath, fmt.Sprintf(testConfig, filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"), addr, logPath))
+	d, _ = runTest(t, cfgPath, 10*time.Millisecond)
+	return d, cfgPath, logPath
+}
+
+// runTest runs a Daemon on cfgPath until the test ends or stop is called,
+// and returns it once it is ready.
+func runTest(t *testing.T, cfgPath string, checkpointEvery time.Duration) (d *Daemon, stop func()) {
+	t.Helper()
 	ready := make(chan struct{})
-	d, err = New(Options{
+	d, err := New(Options{
 		ConfigPath:      cfgPath,
 		Logger:          slog.New(slog.DiscardHandler),
 		Hostname:        "mx1",
 		Version:         "test",
 		LocalAddrs:      func() ([]netip.Addr, error) { return nil, nil },
 		Ready:           func() { close(ready) },
-		CheckpointEvery: 10 * time.Millisecond,
+		CheckpointEvery: checkpointEvery,
 		SweepEvery:      10 * time.Millisecond,
 	})
 	if err != nil {
@@ -70,18 +79,22 @@ func startTest(t *testing.T) (d *Daemon, cfgPath, logPath string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-ready:
 	case err := <-done:
 		t.Fatalf("Run returned before ready: %v", err)
 	}
-	return d, cfgPath, logPath
+	return d, stop
 }
 
 func writeTestFile(t *testing.T, path, s string) {
@@ -152,7 +165,8 @@ func TestMetricsWiring(t *testing.T) {
 	}
 
 	// A short manual ban: applied, timed, then expired by the sweeper.
-	if _, err := d.Ban(ctx, netip.MustParsePrefix("198.51.100.1/32"), "", 30*time.Millisecond); err != nil {
+	// (Long enough to outlast its own fsync on a loaded machine.)
+	if _, err := d.Ban(ctx, netip.MustParsePrefix("198.51.100.1/32"), "", 500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if got := metric(t, d, "smtpban_bans_total", "jail=manual,origin=mx1"); got != 1 {
