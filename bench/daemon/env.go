@@ -36,6 +36,7 @@ type env struct {
 	msgAt   map[string]time.Time // first time each log message was seen
 	took    map[string]int64     // a message's "took" attribute (ns), if any
 	logTail []string
+	lastGC  string // the last gctrace line, with options.gctrace
 }
 
 // runningEnv is newEnv with the daemon started and caught up with its log;
@@ -117,6 +118,11 @@ func (e *env) start() (time.Duration, error) {
 	}()
 	e.cmd = exec.Command("ip", "netns", "exec", e.ns, filepath.Join(e.o.bin, "smtpband"), "-config", e.config, "-log-format", "json")
 	e.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsock)
+	if e.o.gctrace {
+		// The Go heap can only be seen from outside through the runtime's
+		// own trace: one line per GC on stderr.
+		e.cmd.Env = append(e.cmd.Env, "GODEBUG=gctrace=1")
+	}
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := e.cmd.StderrPipe()
 	if err != nil {
@@ -149,6 +155,9 @@ func (e *env) readLog(r io.Reader) {
 		}
 		_ = json.Unmarshal(sc.Bytes(), &l)
 		e.bansMu.Lock()
+		if strings.HasPrefix(sc.Text(), "gc ") {
+			e.lastGC = sc.Text()
+		}
 		if l.Msg == "ban" {
 			e.banAt[l.Addr] = now
 		}

@@ -24,6 +24,7 @@ type options struct {
 	rate    int    // cpu: lines per second
 	secs    int    // cpu: seconds
 	mixed   string // cpu: a generated log to take mixed traffic from
+	gctrace bool   // run smtpband with GODEBUG=gctrace=1 (memory: Go heap)
 }
 
 func main() {
