@@ -31,8 +31,15 @@ type wuManber struct {
 
 // wmCand is a literal whose window ends at byte end of the literal.
 type wmCand struct {
-	id  int32
-	end int32
+	id   int32
+	end  int32
+	head uint32 // the literal's first 4 bytes, little-endian
+}
+
+// load4 reads 4 bytes of s at i, little-endian (one load once inlined).
+func load4(s string, i int) uint32 {
+	s = s[i : i+4]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 func wmHash(a, b, c byte) uint32 {
@@ -85,7 +92,7 @@ func newWuManber(lits []string) *wuManber {
 	next := w.first
 	for id, l := range lits {
 		h := hashOf(l)
-		w.cands[next[h]] = wmCand{id: int32(id), end: int32(len(l) - 1)}
+		w.cands[next[h]] = wmCand{id: int32(id), end: int32(len(l) - 1), head: load4(l, 0)}
 		next[h]++
 	}
 	return w
@@ -132,7 +139,9 @@ func (w *wuManber) check(line string, pos int, seen []uint64) {
 	for _, c := range w.cands[w.first[h]:w.first[h+1]] {
 		l := w.lits[c.id]
 		start := pos - int(c.end)
-		if start >= 0 && start+len(l) <= len(line) && line[start:start+len(l)] == l {
+		// Most blocks that hash like a literal's last one are not it: the
+		// first 4 bytes rule them out before a full comparison.
+		if start >= 0 && start+len(l) <= len(line) && load4(line, start) == c.head && line[start+4:start+len(l)] == l[4:] {
 			seen[c.id>>6] |= 1 << (c.id & 63)
 		}
 	}
