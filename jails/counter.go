@@ -61,6 +61,8 @@ type Counter struct {
 	dirty   [][]uint64
 	perJail []int      // by jail id: live windows
 	changed []shardRef // dirty shards, in the order they changed
+	// untracked: no shard lists, no dirty shards (see Untracked).
+	untracked bool
 
 	index  []int32 // open addressing, linear probing: slot+1, 0 empty
 	live   int
@@ -580,6 +582,9 @@ func (c *Counter) create(k wkey, h uint64) int32 {
 	c.indexInsert(idx, h)
 	c.live++
 	c.perJail[k.jail]++
+	if c.untracked {
+		return idx
+	}
 	// Link it first in its shard.
 	if c.shards[k.jail] == nil {
 		c.shards[k.jail] = make([]int32, 1<<ShardBits)
@@ -595,11 +600,27 @@ func (c *Counter) create(k wkey, h uint64) int32 {
 }
 
 func (c *Counter) markDirty(jail, shard uint16) {
+	if c.untracked {
+		return
+	}
 	bit := &c.dirty[jail][shard/64]
 	if *bit&(1<<(shard%64)) == 0 {
 		*bit |= 1 << (shard % 64)
 		c.changed = append(c.changed, shardRef{jail: jail, shard: shard})
 	}
+}
+
+// unlink takes w out of its shard's list and marks the shard changed.
+func (c *Counter) unlink(w *window, jail, shard uint16) {
+	if w.prev != 0 {
+		c.slot(w.prev - 1).next = w.next
+	} else {
+		c.shards[jail][shard] = w.next
+	}
+	if w.next != 0 {
+		c.slot(w.next - 1).prev = w.prev
+	}
+	c.markDirty(jail, shard)
 }
 
 func (c *Counter) removeSlot(idx int32) {
@@ -619,16 +640,9 @@ func (c *Counter) removeSlot(idx int32) {
 		c.fix(i)
 	}
 	// Out of its shard's list.
-	shard := shardOf(h)
-	if w.prev != 0 {
-		c.slot(w.prev - 1).next = w.next
-	} else {
-		c.shards[k.jail][shard] = w.next
+	if !c.untracked {
+		c.unlink(w, k.jail, shardOf(h))
 	}
-	if w.next != 0 {
-		c.slot(w.next - 1).prev = w.prev
-	}
-	c.markDirty(k.jail, shard)
 	if w.flags&flagOlder != 0 {
 		delete(c.older, idx)
 	}
@@ -794,6 +808,16 @@ func (c *Counter) appendWindow(dst []Window, idx int32) []Window {
 	return append(dst, sw)
 }
 
+// Untracked stops the counter keeping track of which windows changed,
+// for a caller that never checkpoints (replay): linking each new window
+// into its shard costs a cache miss per window. Changes then reports
+// nothing; Snapshot still sees every window. Call it before the first Add.
+func (c *Counter) Untracked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.untracked = true
+}
+
 // Changes calls fn for each shard whose windows changed since the last
 // call to Changes (every shard holding windows if all), with the shard's
 // windows now (none if it emptied), and forgets the changes. A checkpoint
@@ -843,15 +867,16 @@ func (c *Counter) eachShard(all bool, fn func(jail string, shard int, ws []Windo
 func (c *Counter) Snapshot() []Window {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []Window
-	c.eachShard(true, func(_ string, _ int, ws []Window) {
-		for _, w := range ws {
-			w.Times = slices.Clone(w.Times)
-			w.Users = slices.Clone(w.Users)
-			w.Passes = slices.Clone(w.Passes)
-			out = append(out, w)
-		}
-	})
+	// The heap holds every live window, tracked or not.
+	out := make([]Window, 0, len(c.heap))
+	for _, idx := range c.heap {
+		c.out, c.outTimes, c.outU, c.outP = c.out[:0], c.outTimes[:0], c.outU[:0], c.outP[:0]
+		w := c.appendWindow(c.out, idx)[0]
+		w.Times = slices.Clone(w.Times)
+		w.Users = slices.Clone(w.Users)
+		w.Passes = slices.Clone(w.Passes)
+		out = append(out, w)
+	}
 	slices.SortFunc(out, func(a, b Window) int {
 		return cmp.Or(strings.Compare(a.Jail, b.Jail), a.Key.Addr().Compare(b.Key.Addr()), cmp.Compare(a.Key.Bits(), b.Key.Bits()))
 	})

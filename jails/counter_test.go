@@ -570,3 +570,47 @@ func TestCounterSetMaxKeys(t *testing.T) {
 		t.Errorf("Len %d, want 23 under the default bound", c.Len())
 	}
 }
+
+// TestCounterUntracked runs the same failures, with evictions, expiry and
+// bans, through a tracked and an untracked counter: they must decide and
+// hold the same, and only the tracked one reports changes.
+func TestCounterUntracked(t *testing.T) {
+	js := []*Jail{counterJail("a", 3, Key{}), counterJail("b", 2, Key{V4Bits: 24, V6Bits: 64})}
+	tracked, untracked := NewCounter(1000), NewCounter(1000)
+	untracked.Untracked()
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 20000 {
+		addr := netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(32)), byte(r.IntN(32))})
+		if i%3 == 0 {
+			addr = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7: byte(r.IntN(64)), 15: byte(r.IntN(64))})
+		}
+		h := Hit{Jail: js[r.IntN(len(js))], Addr: addr, Time: t0.Add(time.Duration(i) * 100 * time.Millisecond), Line: fmt.Sprint(i)}
+		d1, ok1 := tracked.Add(h)
+		d2, ok2 := untracked.Add(h)
+		if ok1 != ok2 || d1.Key != d2.Key || d1.Failures != d2.Failures {
+			t.Fatalf("hit %d: tracked %v %+v, untracked %v %+v", i, ok1, d1, ok2, d2)
+		}
+		if i%1000 == 999 {
+			now := h.Time.Add(-8 * time.Minute)
+			tracked.Expire(now)
+			untracked.Expire(now)
+		}
+	}
+	s1, s2 := tracked.Snapshot(), untracked.Snapshot()
+	if len(s1) < 500 {
+		t.Fatalf("only %d windows held: the test exercises too little", len(s1))
+	}
+	if fmt.Sprint(s1) != fmt.Sprint(s2) {
+		t.Fatalf("snapshots differ: %d windows tracked, %d untracked", len(s1), len(s2))
+	}
+	changes := func(c *Counter) (n int) {
+		c.Changes(false, func(string, int, []Window) { n++ })
+		return n
+	}
+	if n := changes(tracked); n == 0 {
+		t.Error("the tracked counter reported no changed shard")
+	}
+	if n := changes(untracked); n != 0 {
+		t.Errorf("the untracked counter reported %d changed shards", n)
+	}
+}

@@ -44,7 +44,7 @@ func Run(ctx context.Context, o Options) error {
 		opts:    o,
 		matcher: jails.NewMatcher(js),
 		// A replay keeps every window: memory is the user's, correctness is ours.
-		counter: jails.NewCounter(1<<30, js...),
+		counter: untracked(jails.NewCounter(1<<30, js...)),
 		ignore:  map[string]*jails.IgnoreList{},
 		prior:   map[netip.Prefix]int{},
 		stats:   map[string]*jailStats{},
@@ -64,6 +64,12 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	return r.summary()
+}
+
+// untracked returns c without change tracking: a replay never checkpoints.
+func untracked(c *jails.Counter) *jails.Counter {
+	c.Untracked()
+	return c
 }
 
 func selectJails(all []*jails.Jail, names []string) ([]*jails.Jail, error) {
