@@ -51,7 +51,7 @@ func Run(ctx context.Context, o Options) error {
 		enc:     json.NewEncoder(o.Out),
 	}
 	for _, j := range js {
-		r.stats[j.Name] = &jailStats{addrs: map[netip.Addr]int{}}
+		r.stats[j.Name] = &jailStats{addrs: map[addrKey]int{}}
 		r.ignore[j.Name] = jails.NewIgnoreList(append(append([]netip.Prefix{}, o.Config.Ignore...), j.Ignore...)...)
 		r.order = append(r.order, j.Name)
 	}
@@ -91,9 +91,16 @@ func selectJails(all []*jails.Jail, names []string) ([]*jails.Jail, error) {
 	return out, nil
 }
 
+// addrKey is an address as a map key: 16 bytes hash faster than a
+// netip.Addr, whose zone is a pointer. Hit addresses are unmapped, so an
+// IPv4-mapped key can only be an IPv4 address.
+type addrKey = [16]byte
+
+func addrOf(k addrKey) netip.Addr { return netip.AddrFrom16(k).Unmap() }
+
 type jailStats struct {
 	matched int
-	addrs   map[netip.Addr]int
+	addrs   map[addrKey]int
 	bans    []ban
 }
 
@@ -173,7 +180,7 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 	if !h.Success {
 		st := r.stats[h.Jail.Name]
 		st.matched++
-		st.addrs[h.Addr] += h.Failures()
+		st.addrs[h.Addr.As16()] += h.Failures()
 	}
 	if r.opts.JSON {
 		m := match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}
@@ -266,8 +273,9 @@ func (r *run) summary() error {
 				banned[b.IP.Addr()]++
 			}
 		}
-		for _, a := range top(st.addrs, 10) {
-			fmt.Fprintf(w, "%s\t%d\t%d\n", a, st.addrs[a], banned[a])
+		for _, k := range top(st.addrs, 10) {
+			a := addrOf(k)
+			fmt.Fprintf(w, "%s\t%d\t%d\n", a, st.addrs[k], banned[a])
 		}
 	}
 	return w.Flush()
@@ -276,16 +284,16 @@ func (r *run) summary() error {
 // top returns the n addresses with the most failures, ties by address.
 // It keeps the best n while it walks the map: sorting every address, with
 // map lookups in the comparison, took longer than the summary's own lines.
-func top(m map[netip.Addr]int, n int) []netip.Addr {
+func top(m map[addrKey]int, n int) []addrKey {
 	type entry struct {
-		addr netip.Addr
+		addr addrKey
 		n    int
 	}
 	before := func(a, b entry) bool {
 		if a.n != b.n {
 			return a.n > b.n
 		}
-		return a.addr.Less(b.addr)
+		return addrOf(a.addr).Less(addrOf(b.addr))
 	}
 	best := make([]entry, 0, n+1)
 	for a, c := range m {
@@ -299,7 +307,7 @@ func top(m map[netip.Addr]int, n int) []netip.Addr {
 			best = best[:n]
 		}
 	}
-	out := make([]netip.Addr, len(best))
+	out := make([]addrKey, len(best))
 	for i, e := range best {
 		out[i] = e.addr
 	}

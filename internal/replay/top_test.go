@@ -12,19 +12,19 @@ import (
 func TestTop(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, size := range []int{0, 1, 5, 10, 11, 300} {
-		m := map[netip.Addr]int{}
+		m := map[addrKey]int{}
 		for range size {
-			m[netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(4)), byte(r.IntN(256))})] = 1 + r.IntN(4)
+			m[netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(4)), byte(r.IntN(256))}).As16()] = 1 + r.IntN(4)
 		}
-		all := make([]netip.Addr, 0, len(m))
+		all := make([]addrKey, 0, len(m))
 		for a := range m {
 			all = append(all, a)
 		}
-		slices.SortFunc(all, func(a, b netip.Addr) int {
+		slices.SortFunc(all, func(a, b addrKey) int {
 			if m[a] != m[b] {
 				return m[b] - m[a]
 			}
-			return a.Compare(b)
+			return addrOf(a).Compare(addrOf(b))
 		})
 		want := all[:min(10, len(all))]
 		if got := top(m, 10); !slices.Equal(got, want) {
