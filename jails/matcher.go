@@ -52,6 +52,9 @@ type mjail struct {
 type mpattern struct {
 	p   *Pattern
 	ids []int32
+	// mask has bit id set for each of ids when they are all below 64 (the
+	// common case): the prefilter's verdict is then one AND.
+	mask uint64
 	// slot indexes the per-line memo when the group has the same
 	// expression more than once (shipped jails share successregexes):
 	// it then runs once per line. -1: not shared.
@@ -128,6 +131,7 @@ func newGroup(js []*Jail) *group {
 				}
 				mp.ids = append(mp.ids, id)
 			}
+			mp.mask = idMask(mp.ids)
 			out = append(out, mp)
 		}
 		return out
@@ -291,6 +295,18 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	return dst
 }
 
+// idMask is the bitset of ids, or 0 if some id is 64 or more.
+func idMask(ids []int32) uint64 {
+	var m uint64
+	for _, id := range ids {
+		if id >= 64 {
+			return 0
+		}
+		m |= 1 << id
+	}
+	return m
+}
+
 func none(seen []uint64) bool {
 	for _, w := range seen {
 		if w != 0 {
@@ -305,6 +321,9 @@ func none(seen []uint64) bool {
 func applies(p *mpattern, seen []uint64) bool {
 	if seen == nil || len(p.ids) == 0 {
 		return true
+	}
+	if p.mask != 0 {
+		return seen[0]&p.mask != 0
 	}
 	for _, id := range p.ids {
 		if seen[id>>6]&(1<<(id&63)) != 0 {

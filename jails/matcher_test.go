@@ -1,6 +1,7 @@
 package jails
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -223,5 +224,31 @@ func TestMatchNoAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { dst = m.Match("mail", line, read, dst[:0]) }); n != 0 {
 			t.Errorf("%q: %v allocs per non-matching line", line, n)
 		}
+	}
+}
+
+// TestMatcherManyLiterals runs a group of more literals than one bitset
+// word (ids past 64 have no mask) and than the on-stack bitset holds: each
+// line must hit its own jail and no other.
+func TestMatcherManyLiterals(t *testing.T) {
+	const n = 600 // 600 literals: 10 words, past seenWords
+	var js []*Jail
+	for i := range n {
+		js = append(js, testJail(t, fmt.Sprintf("svc%d", i), []string{"mail"}, []string{fmt.Sprintf(`service%03d refused client <HOST>`, i)}, nil))
+	}
+	m := NewMatcher(js)
+	if g := m.all; g.nlit != n {
+		t.Fatalf("%d literals in the group, want %d", g.nlit, n)
+	}
+	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i += 7 {
+		line := fmt.Sprintf("Nov 25 08:59:59 mx1 app[1]: service%03d refused client 192.0.2.%d", i, i%250+1)
+		hits := m.Match("mail", line, read, nil)
+		if len(hits) != 1 || hits[0].Jail != js[i] || hits[0].Addr != netip.AddrFrom4([4]byte{192, 0, 2, byte(i%250 + 1)}) {
+			t.Fatalf("line for jail %d: hits %+v", i, hits)
+		}
+	}
+	if hits := m.Match("mail", "Nov 25 08:59:59 mx1 app[1]: service refused client 192.0.2.1", read, nil); len(hits) != 0 {
+		t.Fatalf("a line no jail wants hit %+v", hits)
 	}
 }
