@@ -3,64 +3,32 @@ package jails
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"smtpban/internal/jailstest"
 )
 
 // shippedJails compiles every jail of configs/jails.d, enabled or not, as
-// `smtpban replay` runs them. It reads the regexes with hclsyntax itself:
-// internal/config imports this package.
+// `smtpban replay` runs them (internal/config imports this package).
 func shippedJails(tb testing.TB) []*Jail {
 	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "configs", "jails.d", "*.hcl"))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no shipped jails in ../configs/jails.d: %v", err)
+	shipped, err := jailstest.Read(filepath.Join("..", "configs", "jails.d"))
+	if err != nil {
+		tb.Fatal(err)
 	}
 	var js []*Jail
-	for _, name := range files {
-		src, err := os.ReadFile(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
-		if diags.HasErrors() {
-			tb.Fatalf("parse %s: %v", name, diags)
-		}
-		for _, blk := range f.Body.(*hclsyntax.Body).Blocks {
-			if blk.Type != "jail" {
-				continue
+	for _, sj := range shipped {
+		j := testJail(tb, sj.Name, []string{"mail"}, sj.Failregex, sj.Ignoreregex)
+		for _, e := range sj.Successregex {
+			p, err := CompileSuccessregex(e)
+			if err != nil {
+				tb.Fatalf("jail %s: successregex %q: %v", j.Name, e, err)
 			}
-			list := func(attr string) []string {
-				a, ok := blk.Body.Attributes[attr]
-				if !ok {
-					return nil
-				}
-				v, diags := a.Expr.Value(nil)
-				if diags.HasErrors() {
-					tb.Fatalf("%s: jail %s: %s: %v", name, blk.Labels[0], attr, diags)
-				}
-				var out []string
-				for it := v.ElementIterator(); it.Next(); {
-					_, s := it.Element()
-					out = append(out, s.AsString())
-				}
-				return out
-			}
-			j := testJail(tb, blk.Labels[0], []string{"mail"}, list("failregex"), list("ignoreregex"))
-			for _, e := range list("successregex") {
-				p, err := CompileSuccessregex(e)
-				if err != nil {
-					tb.Fatalf("jail %s: successregex %q: %v", j.Name, e, err)
-				}
-				j.Successregex = append(j.Successregex, p)
-			}
-			js = append(js, j)
+			j.Successregex = append(j.Successregex, p)
 		}
+		js = append(js, j)
 	}
 	if len(js) < 10 {
 		tb.Fatalf("only %d shipped jails found", len(js))

@@ -12,8 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"smtpban/internal/jailstest"
 )
 
 // expandHost is jails.expandHost, copied: jails imports this package, so
@@ -61,37 +60,18 @@ type shipped struct {
 // order of the files.
 func shippedNamed(tb testing.TB) []shipped {
 	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "configs", "jails.d", "*.hcl"))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no shipped jails: %v", err)
+	jails, err := jailstest.Read(filepath.Join("..", "..", "configs", "jails.d"))
+	if err != nil {
+		tb.Fatal(err)
 	}
 	var out []shipped
-	for _, name := range files {
-		src, err := os.ReadFile(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
-		if diags.HasErrors() {
-			tb.Fatalf("parse %s: %v", name, diags)
-		}
-		for _, blk := range f.Body.(*hclsyntax.Body).Blocks {
-			if blk.Type != "jail" {
-				continue
-			}
-			for _, attr := range []string{"failregex", "successregex", "ignoreregex"} {
-				a, ok := blk.Body.Attributes[attr]
-				if !ok {
-					continue
-				}
-				v, diags := a.Expr.Value(nil)
-				if diags.HasErrors() {
-					tb.Fatalf("%s: %s: %v", name, attr, diags)
-				}
-				for i, it := 0, v.ElementIterator(); it.Next(); i++ {
-					_, s := it.Element()
-					out = append(out, shipped{fmt.Sprintf("%s/%s/%d", blk.Labels[0], attr, i), expandHost(s.AsString())})
-				}
+	for _, j := range jails {
+		for _, attr := range []struct {
+			name  string
+			exprs []string
+		}{{"failregex", j.Failregex}, {"successregex", j.Successregex}, {"ignoreregex", j.Ignoreregex}} {
+			for i, e := range attr.exprs {
+				out = append(out, shipped{fmt.Sprintf("%s/%s/%d", j.Name, attr.name, i), expandHost(e)})
 			}
 		}
 	}
