@@ -66,7 +66,6 @@ type Daemon struct {
 	metrics *metrics.Metrics // nil when the config has no metrics address
 
 	reloadReq chan reloadReq
-	lines     chan source.Line
 
 	// mu guards everything below; the line loop, the housekeeping loop and
 	// control API calls all take it.
@@ -144,7 +143,6 @@ func New(opts Options) (*Daemon, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		reloadReq: make(chan reloadReq),
-		lines:     make(chan source.Line, 1024),
 		// Past max_windows the one closest to expiry is dropped: a botnet
 		// flood costs bounded memory.
 		counter:   jails.NewCounter(cfg.MaxWindows, cfg.Jails...),

@@ -36,10 +36,14 @@ func (d *Daemon) startSources(parent context.Context) (context.CancelFunc, *sync
 		}
 		src := d.newSource(sc)
 		d.sources = append(d.sources, runningSource{kind: sc.Kind, src: src})
+		// Lines are counted on the source's goroutine, under parent: a
+		// reload stops the source, but lines it already read are counted
+		// in full, with bans that the firewall still gets.
+		deliver := func(b []source.Line) { d.handleLines(parent, b) }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := src.Run(ctx, d.lines); err != nil && ctx.Err() == nil {
+			if err := src.Run(ctx, deliver); err != nil && ctx.Err() == nil {
 				// A source that fails for good must not take the bans down
 				// with it: log it, the others keep going.
 				d.log.Error("source stopped", keySource, src.Name(), keyErr, err)
@@ -61,8 +65,9 @@ func (d *Daemon) newSource(sc config.Source) source.Source {
 	return source.NewFile(source.FileConfig{Name: sc.Name, Path: sc.Path, Resume: resume, Logger: logger, Now: d.now})
 }
 
-// lineLoop feeds lines to the jails. Reloads run here too, so that switching
-// sources cannot interleave with a line being counted.
+// lineLoop applies reloads: the sources count their lines themselves
+// (handleLines), and are stopped, and waited for, before the jails change,
+// so that switching sources cannot interleave with a line being counted.
 func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sync.WaitGroup) error {
 	defer func() {
 		stop()
@@ -72,32 +77,31 @@ func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sy
 		select {
 		case <-ctx.Done():
 			return nil
-		case l := <-d.lines:
-			d.handleLine(ctx, l)
 		case req := <-d.reloadReq:
-			// Stop the old sources, count what they already sent, then
-			// start the new ones from exactly there.
+			// Once the old sources are done, every line they read is
+			// counted and its position kept: the new ones start from
+			// exactly there.
 			stop()
-			finished := make(chan struct{})
-			go func() { done.Wait(); close(finished) }()
-		drain:
-			for {
-				select {
-				case l := <-d.lines:
-					d.handleLine(ctx, l)
-				case <-finished:
-					break drain
-				}
-			}
-			for len(d.lines) > 0 {
-				d.handleLine(ctx, <-d.lines)
-			}
+			done.Wait()
 			d.mu.Lock()
 			err := d.applyConfig(req.cfg)
 			stop, done = d.startSources(ctx)
 			d.mu.Unlock()
 			req.reply <- err
 		}
+	}
+}
+
+// handleLines counts a batch a line at a time: mu is taken per line, so
+// control calls and checkpoints still get in between lines. On shutdown
+// the rest of the batch is left: its positions are not kept either, so it
+// is read again at the next start.
+func (d *Daemon) handleLines(ctx context.Context, b []source.Line) {
+	for _, l := range b {
+		if ctx.Err() != nil {
+			return
+		}
+		d.handleLine(ctx, l)
 	}
 }
 

@@ -52,14 +52,14 @@ func BenchmarkFileRead(b *testing.B) {
 		total := 0
 		for b.Loop() {
 			ctx, cancel := context.WithCancel(context.Background())
-			out := make(chan Line, 1024)
+			out := make(chan []Line, 16)
 			src := NewFile(FileConfig{Name: "bench", Path: path, Resume: start, Poll: time.Hour})
 			done := make(chan error, 1)
-			go func() { done <- src.Run(ctx, out) }()
+			go func() { done <- src.Run(ctx, toChan(ctx, out)) }()
 			n := 0
-			for range out {
-				n++
-				if n == benchLines {
+			for b := range out {
+				n += len(b)
+				if n >= benchLines {
 					break
 				}
 			}

@@ -29,7 +29,7 @@ type FileConfig struct {
 // File follows one log file across rotations and restarts. It reads the
 // descriptor itself and keeps its own position (inode, offset after the last
 // complete line, fingerprint of the first 256 bytes); nxadm/tail's inotify
-// watcher only wakes it up, a poll ticker backs that up.
+// watch only wakes it up, and it also looks every poll interval.
 //
 //   - rename+create: the old descriptor is kept and read while the new file
 //     is empty; once the new one has data the old one is drained to EOF
@@ -106,23 +106,20 @@ func (f *File) Stats() Stats {
 
 // Run follows the file until ctx is done; it returns nil then. A missing file
 // is waited for, never an error.
-func (f *File) Run(ctx context.Context, out chan<- Line) error {
-	r := &fileRun{File: f, out: out, wake: newWaker(f.path)}
+func (f *File) Run(ctx context.Context, deliver Deliver) error {
+	r := &fileRun{File: f, deliver: deliver, wake: newWatcher(ctx, f.path, f.poll), curWd: -1}
 	defer r.close()
 	if err := r.start(ctx); err != nil {
 		return stopped(ctx, err)
 	}
-	tick := time.NewTicker(f.poll)
-	defer tick.Stop()
+	why := wakeLayout
 	for {
-		if err := r.step(ctx); err != nil {
+		if err := r.step(ctx, why); err != nil {
 			return stopped(ctx, err)
 		}
-		select {
-		case <-ctx.Done():
+		why = r.wake.wait(ctx)
+		if ctx.Err() != nil {
 			return nil
-		case <-r.wake.c:
-		case <-tick.C:
 		}
 	}
 }
@@ -138,9 +135,22 @@ func stopped(ctx context.Context, err error) error {
 // fileRun is the state of one Run.
 type fileRun struct {
 	*File
-	out  chan<- Line
-	wake *waker
-	cur  *tailFile // nil while the file is missing
+	deliver Deliver
+	wake    *watcher
+	cur     *tailFile // nil while the file is missing
+	// curWd is the number of the watch on cur (see watcher.watchPath), -1
+	// for none.
+	curWd int
+	// lastLook is when step last compared the file at path with cur.
+	lastLook time.Time
+	batch    []Line // lines not sent yet
+	posBuf   []byte // backing array of the batch's positions
+	batchAt  time.Time
+	lastIno  uint64 // where the batch's last line ends
+	lastOff  int64
+	// expect is how many lines the chunk being split still holds: the
+	// size of a new batch.
+	expect int
 	// warnedMissing keeps a missing file to one warning until it appears.
 	warnedMissing bool
 }
@@ -149,7 +159,7 @@ func (r *fileRun) close() {
 	if r.cur != nil {
 		r.cur.f.Close()
 	}
-	r.wake.stop()
+	r.wake.close()
 }
 
 // start opens the file at the resumed position, or at its end on first sight.
@@ -204,13 +214,16 @@ func (r *fileRun) open(off int64) error {
 	r.cur = tf
 	r.posIno.Store(tf.ino)
 	r.posOff.Store(off)
-	r.wake.arm()
+	r.curWd = r.wake.watchPath()
+	r.wake.cur = r.curWd
 	return nil
 }
 
 // step does everything one wake-up calls for: read what is new, notice a
-// truncation, and switch to a new file once the old one is drained.
-func (r *fileRun) step(ctx context.Context) error {
+// truncation, and switch to a new file once the old one is drained. After
+// a wake-up by writes alone, the path is looked at only once per poll
+// interval: a rotation wakes us up by itself (rename, unlink).
+func (r *fileRun) step(ctx context.Context, why wake) error {
 	if r.cur == nil {
 		if _, err := os.Stat(r.path); err != nil {
 			if !r.warnedMissing {
@@ -232,6 +245,11 @@ func (r *fileRun) step(ctx context.Context) error {
 	if err := r.drain(ctx, r.cur); err != nil {
 		return err
 	}
+	now := time.Now() // not f.now: tests fake that one, this paces syscalls
+	if why == wakeWrite && now.Sub(r.lastLook) < r.poll {
+		return nil
+	}
+	r.lastLook = now
 	pfi, err := os.Stat(r.path)
 	if err != nil {
 		if !r.warnedMissing {
@@ -242,13 +260,17 @@ func (r *fileRun) step(ctx context.Context) error {
 	}
 	r.warnedMissing = false
 	if inode(pfi) == r.cur.ino {
-		r.wake.arm() // re-arm after a watch lost to a rename of the same file back
+		// Re-armed if the watch was lost (out of watches at open, or
+		// the file renamed away and back); a live one is kept.
+		r.curWd = r.wake.watchPath()
+		r.wake.cur = r.curWd
 		return nil
 	}
 	// A new file is at path. Writers keep writing to the old one until they
 	// reopen; once the new one has data the (single) writer has moved on, so
 	// a last drain of the old descriptor gets everything it wrote there.
 	if pfi.Size() == 0 {
+		r.wake.watchPath() // its first write wakes us up
 		return nil
 	}
 	if err := r.drain(ctx, r.cur); err != nil {
@@ -260,8 +282,13 @@ func (r *fileRun) step(ctx context.Context) error {
 	r.log.Info("log rotated; switching to the new file", "old_inode", r.cur.ino, "old_offset", r.cur.lineOff)
 	r.cur.f.Close()
 	r.cur = nil
+	old := r.curWd
+	r.curWd, r.wake.cur = -1, -1
 	if err := r.open(0); err != nil {
 		return err
+	}
+	if old != r.curWd {
+		r.wake.unwatch(old)
 	}
 	if r.cur == nil {
 		return nil

@@ -44,17 +44,12 @@ func runSource(t *testing.T, src Source) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{t: t, src: src, cancel: cancel, done: make(chan error, 1)}
-	out := make(chan Line, 64)
 	go func() {
-		r.done <- src.Run(ctx, out)
-		close(out)
-	}()
-	go func() {
-		for l := range out {
+		r.done <- src.Run(ctx, func(b []Line) {
 			r.mu.Lock()
-			r.lines = append(r.lines, l)
+			r.lines = append(r.lines, b...)
 			r.mu.Unlock()
-		}
+		})
 	}()
 	t.Cleanup(func() { r.stop() })
 	return r
@@ -75,6 +70,16 @@ func (r *running) stop() {
 		}
 	case <-time.After(10 * time.Second):
 		r.t.Fatal("Run did not return after cancel")
+	}
+}
+
+// toChan delivers batches to out, until ctx is done.
+func toChan(ctx context.Context, out chan<- []Line) Deliver {
+	return func(b []Line) {
+		select {
+		case out <- b:
+		case <-ctx.Done():
+		}
 	}
 }
 

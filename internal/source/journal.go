@@ -151,14 +151,14 @@ func (j *Journal) args(cursor string) ([]string, error) {
 // Run follows the journal until ctx is done (it returns nil then) or
 // journalctl cannot be run at all. When journalctl exits it is restarted
 // after a backoff from the last cursor read.
-func (j *Journal) Run(ctx context.Context, out chan<- Line) error {
+func (j *Journal) Run(ctx context.Context, deliver Deliver) error {
 	if err := j.validate(); err != nil {
 		return err
 	}
 	backoff := j.cfg.Backoff
 	for {
 		started := j.now()
-		err := j.follow(ctx, out)
+		err := j.follow(ctx, deliver)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -181,7 +181,7 @@ func (j *Journal) Run(ctx context.Context, out chan<- Line) error {
 }
 
 // follow runs journalctl once, until it exits or ctx is done.
-func (j *Journal) follow(ctx context.Context, out chan<- Line) error {
+func (j *Journal) follow(ctx context.Context, deliver Deliver) error {
 	j.mu.Lock()
 	cursor := j.cursor
 	j.mu.Unlock()
@@ -221,7 +221,7 @@ func (j *Journal) follow(ctx context.Context, out chan<- Line) error {
 			syscall.Kill(pgid, syscall.SIGKILL)
 		}
 	}()
-	readErr := j.readOutput(ctx, bufio.NewReaderSize(stdout, 64<<10), out, cursor)
+	readErr := j.readOutput(ctx, bufio.NewReaderSize(stdout, 64<<10), deliver, cursor)
 	// Whatever ended reading, journalctl goes too: kill the group, then reap
 	// it (Wait also closes stdout, unblocking a journalctl stuck writing).
 	select {
@@ -242,7 +242,7 @@ func (j *Journal) follow(ctx context.Context, out chan<- Line) error {
 
 // readOutput passes on entries until journalctl's output ends; the entry at
 // cursor, already passed on in an earlier run, is dropped.
-func (j *Journal) readOutput(ctx context.Context, r *bufio.Reader, out chan<- Line, cursor string) error {
+func (j *Journal) readOutput(ctx context.Context, r *bufio.Reader, deliver Deliver, cursor string) error {
 	var long []byte
 	for {
 		chunk, err := r.ReadSlice('\n')
@@ -271,13 +271,13 @@ func (j *Journal) readOutput(ctx context.Context, r *bufio.Reader, out chan<- Li
 			b = append(long, chunk...)
 			long = nil
 		}
-		if err := j.entry(ctx, b, out, cursor); err != nil {
+		if err := j.entry(ctx, b, deliver, cursor); err != nil {
 			return err
 		}
 	}
 }
 
-func (j *Journal) entry(ctx context.Context, b []byte, out chan<- Line, seen string) error {
+func (j *Journal) entry(ctx context.Context, b []byte, deliver Deliver, seen string) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return nil
@@ -310,14 +310,10 @@ func (j *Journal) entry(ctx context.Context, b []byte, out chan<- Line, seen str
 		e.Time = now
 	}
 	l := Line{Source: j.cfg.Name, Text: e.Text, Time: e.Time, Pos: []byte(e.Cursor)}
-	select {
-	case out <- l:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 	j.read.Add(1)
 	j.lag.Store(int64(now.Sub(e.Time)))
-	return nil
+	deliver([]Line{l})
+	return ctx.Err()
 }
 
 // tailBuffer keeps the last 4 KiB written to it: enough of journalctl's

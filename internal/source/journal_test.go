@@ -265,7 +265,7 @@ func TestJournalErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newTestJournal(t, tc.cfg)
-			err := src.Run(t.Context(), make(chan Line))
+			err := src.Run(t.Context(), func([]Line) {})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run = %v, want error containing %q", err, tc.want)
 			}

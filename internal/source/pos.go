@@ -34,13 +34,20 @@ func fingerprint(head []byte) uint64 {
 }
 
 func (p filePos) encode() []byte {
-	b := make([]byte, posLen)
+	return p.appendTo(make([]byte, 0, posLen))
+}
+
+// appendTo appends the encoded position to dst.
+func (p filePos) appendTo(dst []byte) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, posLen)...)
+	b := dst[n:]
 	b[0] = posVersion
 	binary.BigEndian.PutUint64(b[1:], p.Inode)
 	binary.BigEndian.PutUint64(b[9:], uint64(p.Offset))
 	binary.BigEndian.PutUint16(b[17:], uint16(p.FPLen))
 	binary.BigEndian.PutUint64(b[19:], p.FPHash)
-	return b
+	return dst
 }
 
 var errBadPos = errors.New("not a file position")

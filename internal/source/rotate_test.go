@@ -83,6 +83,14 @@ func (w *lineWriter) halt() {
 }
 
 // lineNumbers parses the received lines, failing on anything unexpected.
+func texts(lines []Line) []string {
+	s := make([]string, 0, len(lines))
+	for _, l := range lines {
+		s = append(s, l.Text)
+	}
+	return s
+}
+
 func lineNumbers(t *testing.T, lines []Line) map[int]int {
 	t.Helper()
 	seen := map[int]int{}
@@ -248,20 +256,20 @@ func TestFileRewrittenWhileBehind(t *testing.T) {
 			src := newTestFile(t, path, nil)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			out := make(chan Line) // unbuffered: the reader blocks on every line
+			out := make(chan []Line) // unbuffered: the reader blocks on every batch
 			done := make(chan error, 1)
-			go func() { done <- src.Run(ctx, out) }()
+			go func() { done <- src.Run(ctx, toChan(ctx, out)) }()
 			time.Sleep(3 * testPoll)
 			appendFile(t, path, numbered(0, tc.before))
-			got := []string{(<-out).Text} // the reader is now mid-file
+			got := texts(<-out) // the reader is now mid-file: more than one batch was read
 			tc.rewrite(t, path)
 			appendFile(t, path, numbered(tc.before, tc.before+tc.after))
 			newLines := strings.Split(strings.TrimSuffix(numbered(tc.before, tc.before+tc.after), "\n"), "\n")
 			timeout := time.After(20 * time.Second)
 			for len(got) == 0 || got[len(got)-1] != newLines[len(newLines)-1] {
 				select {
-				case l := <-out:
-					got = append(got, l.Text)
+				case b := <-out:
+					got = append(got, texts(b)...)
 				case <-timeout:
 					t.Fatalf("got %d lines, last %q", len(got), got[len(got)-1])
 				}

@@ -28,10 +28,22 @@ type Stats struct {
 	Lag      time.Duration
 }
 
+// MaxBatch is the most lines one delivery carries.
+const MaxBatch = 128
+
+// Deliver takes a batch of lines, in order, and owns it from then on. It
+// runs on the source's goroutine: while it runs, the source reads nothing,
+// which is all the back-pressure there is.
+type Deliver func(lines []Line)
+
 // Source is a followed log.
 type Source interface {
 	Name() string
-	// Run sends lines to out until ctx is done or the source fails for good.
-	Run(ctx context.Context, out chan<- Line) error
+	// Run passes lines to deliver until ctx is done or the source fails for
+	// good. Lines read together come in one call (at most MaxBatch) made
+	// by Run's own goroutine: no hand-off to another goroutine per line or
+	// per batch, which at a steady trickle of writes costs more than the
+	// lines themselves.
+	Run(ctx context.Context, deliver Deliver) error
 	Stats() Stats
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -29,6 +30,8 @@ type tailFile struct {
 	partial  []byte
 	skipping bool // inside a line already known to be too long
 	buf      []byte
+	rc       syscall.RawConn // for pread; made on first use
+	headBuf  []byte          // scratch for headIntact
 }
 
 func openTail(path string, off int64) (*tailFile, error) {
@@ -72,9 +75,12 @@ func (tf *tailFile) headIntact() (bool, error) {
 	if len(tf.head) == 0 {
 		return true, nil
 	}
-	b := make([]byte, len(tf.head))
-	n, err := tf.f.ReadAt(b, 0)
-	if err != nil && err != io.EOF {
+	if cap(tf.headBuf) < len(tf.head) {
+		tf.headBuf = make([]byte, fingerprintMax)
+	}
+	b := tf.headBuf[:len(tf.head)]
+	n, err := tf.pread(b, 0)
+	if err != nil {
 		return false, fmt.Errorf("read head of %s: %w", tf.name, err)
 	}
 	return bytes.Equal(b[:n], tf.head), nil
@@ -100,8 +106,8 @@ func (r *fileRun) drain(ctx context.Context, tf *tailFile) error {
 		tf.buf = make([]byte, readChunk)
 	}
 	for {
-		n, err := tf.f.ReadAt(tf.buf, tf.readOff)
-		if err != nil && err != io.EOF {
+		n, err := tf.pread(tf.buf, tf.readOff)
+		if err != nil {
 			return fmt.Errorf("read %s at %d: %w", tf.name, tf.readOff, err)
 		}
 		if n == 0 {
@@ -143,12 +149,49 @@ func (r *fileRun) drain(ctx context.Context, tf *tailFile) error {
 		if err := r.lines(ctx, tf, chunk); err != nil {
 			return err
 		}
+		if n < len(tf.buf) {
+			// A short read is the end of the file for now; a truncation
+			// after it shows at the next wake-up (a read at our offset
+			// finds nothing, or the head changed).
+			r.behindSince.Store(0)
+			return nil
+		}
 	}
 }
 
-// lines splits a chunk read at tf.readOff-len(chunk) into lines.
+// pread is one read at off; a short count is the end of the file.
+func (tf *tailFile) pread(b []byte, off int64) (int, error) {
+	if tf.rc == nil {
+		rc, err := tf.f.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		tf.rc = rc
+	}
+	var n int
+	var rerr error
+	err := tf.rc.Read(func(fd uintptr) bool {
+		n, rerr = preadAt(int(fd), b, off)
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	return n, err
+}
+
+// lines splits a chunk read at tf.readOff-len(chunk) into lines and sends
+// them on.
 func (r *fileRun) lines(ctx context.Context, tf *tailFile, chunk []byte) error {
+	if err := r.split(ctx, tf, chunk); err != nil {
+		return err
+	}
+	return r.send(ctx)
+}
+
+func (r *fileRun) split(ctx context.Context, tf *tailFile, chunk []byte) error {
 	base := tf.readOff - int64(len(chunk))
+	r.expect = bytes.Count(chunk, []byte{'\n'})
 	for len(chunk) > 0 {
 		i := bytes.IndexByte(chunk, '\n')
 		if i < 0 {
@@ -170,6 +213,7 @@ func (r *fileRun) lines(ctx context.Context, tf *tailFile, chunk []byte) error {
 		tf.lineOff = base
 		if tf.skipping {
 			tf.skipping = false
+			r.expect--
 			continue
 		}
 		if len(tf.partial) > 0 {
@@ -177,6 +221,7 @@ func (r *fileRun) lines(ctx context.Context, tf *tailFile, chunk []byte) error {
 			line = tf.partial
 		}
 		err := r.emit(ctx, tf, line)
+		r.expect--
 		tf.partial = tf.partial[:0]
 		if err != nil {
 			return err
@@ -185,23 +230,46 @@ func (r *fileRun) lines(ctx context.Context, tf *tailFile, chunk []byte) error {
 	return nil
 }
 
-// emit passes one line on, or skips and counts it.
+// emit adds one line to the batch, or skips and counts it. A full batch is
+// sent at once.
 func (r *fileRun) emit(ctx context.Context, tf *tailFile, line []byte) error {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
 	if len(line) > MaxLineBytes || bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line) {
 		r.skipped.Add(1)
 		return nil
 	}
-	l := Line{Source: r.name, Text: string(line), Time: r.now(), Pos: tf.pos().encode()}
-	select {
-	case r.out <- l:
-	case <-ctx.Done():
-		return ctx.Err()
+	if len(r.batch) == 0 {
+		// Sized for the rest of the chunk: one allocation for the lines
+		// and one for their positions, whatever the batch's length.
+		n := min(max(r.expect, 1), MaxBatch)
+		r.batch = make([]Line, 0, n)
+		r.posBuf = make([]byte, 0, n*posLen)
+		r.batchAt = r.now()
 	}
-	r.read.Add(1)
-	r.posIno.Store(tf.ino)
-	r.posOff.Store(tf.lineOff)
+	start := len(r.posBuf)
+	r.posBuf = tf.pos().appendTo(r.posBuf)
+	pos := r.posBuf[start:len(r.posBuf):len(r.posBuf)]
+	r.batch = append(r.batch, Line{Source: r.name, Text: string(line), Time: r.batchAt, Pos: pos})
+	r.lastIno, r.lastOff = tf.ino, tf.lineOff
+	if len(r.batch) == MaxBatch {
+		return r.send(ctx)
+	}
 	return nil
+}
+
+// send passes the batch on, if there is one.
+func (r *fileRun) send(ctx context.Context) error {
+	if len(r.batch) == 0 {
+		return nil
+	}
+	// Counted first: whoever sees the lines delivered sees them counted.
+	r.read.Add(uint64(len(r.batch)))
+	r.posIno.Store(r.lastIno)
+	r.posOff.Store(r.lastOff)
+	b := r.batch
+	r.batch, r.posBuf = nil, nil
+	r.deliver(b)
+	return ctx.Err()
 }
 
 // flushPartial passes on a last line without its newline, for a file that
@@ -214,7 +282,11 @@ func (r *fileRun) flushPartial(ctx context.Context, tf *tailFile) error {
 	line := tf.partial
 	tf.partial = nil
 	tf.lineOff = tf.readOff
-	return r.emit(ctx, tf, line)
+	r.expect = 1
+	if err := r.emit(ctx, tf, line); err != nil {
+		return err
+	}
+	return r.send(ctx)
 }
 
 // truncated handles a file cut under us (size is its new size, or -1 when
