@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -231,25 +232,35 @@ func latencies(ts []trial) []time.Duration {
 	return out
 }
 
-// startGroup starts cmd in a process group of its own and writes the
-// group's id to pgidFile, for a caller's cleanup should this process be
-// killed; stop kills the whole group (TERM, then KILL after a grace
-// period), reaps cmd and removes pgidFile.
-func startGroup(cmd *exec.Cmd, pgidFile string) (stop func(), err error) {
+// startGroup starts cmd in a process group of its own, its output in
+// dir/name.out (returned), and writes the group's id to dir/name.pgid, for
+// a caller's cleanup should this process be killed; stop kills the whole
+// group (TERM, then KILL after a grace period), reaps cmd and removes the
+// pgid file.
+func startGroup(cmd *exec.Cmd, dir, name string) (stop func(), outPath string, err error) {
+	outPath = filepath.Join(dir, name+".out")
+	out, err := os.Create(outPath)
+	if err != nil {
+		return nil, "", fmt.Errorf("creating %s's output file: %w", name, err)
+	}
+	// The child has its own copy of the descriptor once started.
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	pgidFile := filepath.Join(dir, name+".pgid")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
+		return nil, "", fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	pgid := cmd.Process.Pid
 	if err := os.WriteFile(pgidFile, []byte(strconv.Itoa(pgid)+"\n"), 0o644); err != nil {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("writing the process group id: %w", err)
+		return nil, "", fmt.Errorf("writing the process group id: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	var once sync.Once
-	return func() { once.Do(func() { killGroup(pgid, done, pgidFile) }) }, nil
+	return func() { once.Do(func() { killGroup(pgid, done, pgidFile) }) }, outPath, nil
 }
 
 // killGroup stops a group startGroup made: TERM, KILL after 5 s, then

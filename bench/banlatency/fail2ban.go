@@ -25,20 +25,14 @@ func fail2ban(ctx context.Context, o options) error {
 	}
 	cmd := exec.Command("fail2ban-server", "-f", "-x", "-c", d.conf, "-s", d.socket, "-p", d.pidfile,
 		"--logtarget", d.serverLog, "--loglevel", "INFO")
-	out, err := os.Create(filepath.Join(o.dir, "fail2ban-server.out"))
-	if err != nil {
-		return fmt.Errorf("creating the server's output file: %w", err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	stop, err := startGroup(cmd, filepath.Join(o.dir, "fail2ban-server.pgid"))
+	stop, outPath, err := startGroup(cmd, o.dir, "fail2ban-server")
 	if err != nil {
 		return err
 	}
 	defer stop()
 	backend, err := waitF2bStarted(ctx, d.serverLog, 30*time.Second)
 	if err != nil {
-		return fmt.Errorf("%w (see %s and %s)", err, d.serverLog, out.Name())
+		return fmt.Errorf("%w (see %s and %s)", err, d.serverLog, outPath)
 	}
 	trials, err := drive(ctx, o, d.log, d.records)
 	if err != nil {

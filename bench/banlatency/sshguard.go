@@ -62,13 +62,7 @@ done
 		defer func() { _ = exec.Command("ip", "netns", "delete", ns).Run() }()
 		cmd = exec.Command("ip", "netns", "exec", ns, "/bin/sh", "-c", pipeline)
 	}
-	out, err := os.Create(filepath.Join(o.dir, "sshguard.out"))
-	if err != nil {
-		return fmt.Errorf("creating the pipeline's output file: %w", err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	stop, err := startGroup(cmd, filepath.Join(o.dir, "sshguard.pgid"))
+	stop, outPath, err := startGroup(cmd, o.dir, "sshguard")
 	if err != nil {
 		return err
 	}
@@ -79,7 +73,7 @@ done
 	}
 	trials, err := drive(ctx, o, logPath, records)
 	if err != nil {
-		return fmt.Errorf("%w (see %s)", err, out.Name())
+		return fmt.Errorf("%w (see %s)", err, outPath)
 	}
 	if o.firewall {
 		if err := checkNftSet(ns, trials); err != nil {
