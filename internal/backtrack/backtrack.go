@@ -49,18 +49,46 @@ func Compile(expr string) (*Regexp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse %q: %w", expr, err)
 	}
+	return compileTree(expr, tree, true, true)
+}
+
+// CompileParsed is Compile for expr already parsed with syntax.Perl
+// flags, and builds only the matcher the caller will use: Match if
+// submatches, else MatchString. The other then says !ok on every call,
+// as on a line over budget. tree is only read. A caller that has parsed
+// the expression anyway saves a parse and half the compile.
+func CompileParsed(expr string, tree *syntax.Regexp, submatches bool) (*Regexp, error) {
+	return compileTree(expr, tree, submatches, !submatches)
+}
+
+func compileTree(expr string, tree *syntax.Regexp, withCaps, noCaps bool) (*Regexp, error) {
 	re := &Regexp{expr: expr, numSubexp: tree.MaxCap()}
-	if re.withCaps, err = compileGraph(tree, true); err != nil {
-		return nil, fmt.Errorf("compile %q: %w", expr, err)
+	classes := map[string]*class{}
+	var err error
+	if withCaps {
+		if re.withCaps, err = compileGraph(tree, true, classes); err != nil {
+			return nil, fmt.Errorf("compile %q: %w", expr, err)
+		}
 	}
-	if re.noCaps, err = compileGraph(tree, false); err != nil {
-		return nil, fmt.Errorf("compile %q: %w", expr, err)
+	if noCaps {
+		if re.noCaps, err = compileGraph(tree, false, classes); err != nil {
+			return nil, fmt.Errorf("compile %q: %w", expr, err)
+		}
 	}
-	re.prefix, re.anchored = entry(re.noCaps)
-	if n := re.noCaps; n.op == opRepeat && n.max < 0 {
-		re.lead = n.class
+	// The graphs differ only in capture nodes, which take no input: past
+	// the leading ones, either graph starts the same way.
+	start := re.noCaps
+	if start == nil {
+		start = re.withCaps
+		for start.op == opCapture {
+			start = start.next
+		}
 	}
-	first := &re.noCaps.first
+	re.prefix, re.anchored = entry(start)
+	if start.op == opRepeat && start.max < 0 {
+		re.lead = start.class
+	}
+	first := &start.first
 	re.skip = !first.hasContinuation() && *first != byteSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
 	return re, nil
 }
@@ -103,6 +131,9 @@ func (re *Regexp) NumSubexp() int { return re.numSubexp }
 // if the match would take too many steps: matched and caps mean nothing
 // then, and the caller must ask package regexp.
 func (re *Regexp) Match(s string, caps []int) (matched, ok bool) {
+	if re.withCaps == nil {
+		return false, false
+	}
 	if len(caps) != 2*(re.numSubexp+1) {
 		panic(fmt.Sprintf("backtrack: %d capture slots, want %d", len(caps), 2*(re.numSubexp+1)))
 	}
@@ -116,6 +147,9 @@ func (re *Regexp) Match(s string, caps []int) (matched, ok bool) {
 // MatchString reports whether s contains a match of re, as
 // regexp.MatchString does; ok is as for Match.
 func (re *Regexp) MatchString(s string) (matched, ok bool) {
+	if re.noCaps == nil {
+		return false, false
+	}
 	m := machine{s: s, budget: budget(len(s))}
 	return m.search(re, re.noCaps)
 }

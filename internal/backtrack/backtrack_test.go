@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"testing"
@@ -157,6 +158,51 @@ func TestDifferential(t *testing.T) {
 	// it on log lines, even mangled ones.
 	if gaveUp > 0 {
 		t.Errorf("Match gave up %d times on shipped expressions", gaveUp)
+	}
+}
+
+// TestCompileParsed checks that each one-matcher build gives exactly
+// what Compile's gives (ok included: the start-up hints come from the
+// other graph there), and that the matcher it did not build says !ok.
+func TestCompileParsed(t *testing.T) {
+	inputs := append(corpusLines(t), "", "\xff", "a\nb")
+	for _, s := range trickyExprs {
+		inputs = append(inputs, s, strings.Repeat(s, 3))
+	}
+	for _, expr := range append(shippedExprs(t), trickyExprs...) {
+		both, err := Compile(expr)
+		tree, perr := syntax.Parse(expr, syntax.Perl)
+		if perr != nil {
+			t.Fatalf("parse %q: %v", expr, perr)
+		}
+		sub, serr := CompileParsed(expr, tree, true)
+		plain, perr := CompileParsed(expr, tree, false)
+		if (err == nil) != (serr == nil) || (err == nil) != (perr == nil) {
+			t.Errorf("%q: Compile error %v, CompileParsed errors %v, %v", expr, err, serr, perr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		for _, s := range inputs {
+			want := make([]int, 2*(both.NumSubexp()+1))
+			got := make([]int, len(want))
+			wm, wok := both.Match(s, want)
+			gm, gok := sub.Match(s, got)
+			if wm != gm || wok != gok || !slices.Equal(want, got) {
+				t.Errorf("%q on %q: Match %v %v %v, CompileParsed's %v %v %v", expr, s, wm, wok, want, gm, gok, got)
+			}
+			wm, wok = both.MatchString(s)
+			if gm, gok = plain.MatchString(s); wm != gm || wok != gok {
+				t.Errorf("%q on %q: MatchString %v %v, CompileParsed's %v %v", expr, s, wm, wok, gm, gok)
+			}
+			if _, ok := sub.MatchString(s); ok {
+				t.Fatalf("%q: MatchString of a submatch-only build said ok", expr)
+			}
+			if _, ok := plain.Match(s, got); ok {
+				t.Fatalf("%q: Match of a MatchString-only build said ok", expr)
+			}
+		}
 	}
 }
 

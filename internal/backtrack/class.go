@@ -95,9 +95,9 @@ func covers(pairs []rune, lo, hi rune) bool {
 	return false
 }
 
-// foldClass is the class of r and every rune it folds to, the way
+// foldRanges are the ranges of r and every rune it folds to, the way
 // regexp matches a case-insensitive literal rune.
-func foldClass(r rune) *class {
+func foldRanges(r rune) []rune {
 	runes := []rune{r}
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 		runes = append(runes, f)
@@ -107,7 +107,7 @@ func foldClass(r rune) *class {
 	for _, f := range runes {
 		pairs = append(pairs, f, f)
 	}
-	return newClass(pairs)
+	return pairs
 }
 
 // hasHigh reports whether r (at least utf8.RuneSelf) is a member.

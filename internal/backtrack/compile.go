@@ -1,6 +1,7 @@
 package backtrack
 
 import (
+	"encoding/binary"
 	"fmt"
 	"regexp/syntax"
 	"unicode"
@@ -53,9 +54,10 @@ type node struct {
 	// Where a match from this node can go: the byte at the position it
 	// starts from is in first, or the position is the end of the text and
 	// canEnd. Matching uses it to skip hopeless branches and positions.
-	first  byteSet
-	canEnd bool
-	state  uint8 // of the first-set computation
+	first   byteSet
+	canEnd  bool
+	state   uint8 // of the first-set computation
+	visited bool  // by computeFirst
 }
 
 // maxNodes bounds the nodes an expression may compile to: counted
@@ -66,6 +68,10 @@ type compiler struct {
 	captures bool // emit opCapture nodes
 	nodes    int
 	match    *node
+	// classes holds the classes made so far by their ranges: the <HOST>
+	// expansion repeats the same few classes dozens of times, and a
+	// class is a few hundred bytes that are never written after newClass.
+	classes map[string]*class
 }
 
 func (c *compiler) newNode(n node) (*node, error) {
@@ -76,9 +82,10 @@ func (c *compiler) newNode(n node) (*node, error) {
 	return &n, nil
 }
 
-// compileGraph compiles re into a graph that ends in an opMatch node.
-func compileGraph(re *syntax.Regexp, captures bool) (*node, error) {
-	c := &compiler{captures: captures}
+// compileGraph compiles re into a graph that ends in an opMatch node,
+// taking classes from and adding them to classes.
+func compileGraph(re *syntax.Regexp, captures bool, classes map[string]*class) (*node, error) {
+	c := &compiler{captures: captures, classes: classes}
 	match, err := c.newNode(node{op: opMatch})
 	if err != nil {
 		return nil, err
@@ -103,7 +110,7 @@ func (c *compiler) compile(re *syntax.Regexp, next *node) (*node, error) {
 	case syntax.OpLiteral:
 		return c.literal(re.Rune, re.Flags&syntax.FoldCase != 0, next)
 	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
-		return c.newNode(node{op: opClass, class: runeClass(re), next: next})
+		return c.newNode(node{op: opClass, class: c.runeClass(re), next: next})
 	case syntax.OpBeginLine:
 		return c.newNode(node{op: opAssert, assert: syntax.EmptyBeginLine, next: next})
 	case syntax.OpEndLine:
@@ -165,9 +172,9 @@ func (c *compiler) literal(runes []rune, fold bool, next *node) (*node, error) {
 		var cl *class
 		switch {
 		case r == utf8.RuneError:
-			cl = newClass([]rune{r, r})
+			cl = c.class([]rune{r, r})
 		case fold && unicode.SimpleFold(r) != r:
-			cl = foldClass(r)
+			cl = c.class(foldRanges(r))
 		default:
 			continue
 		}
@@ -187,20 +194,34 @@ func (c *compiler) literal(runes []rune, fold bool, next *node) (*node, error) {
 }
 
 // runeClass is the class a single-rune expression matches.
-func runeClass(re *syntax.Regexp) *class {
+func (c *compiler) runeClass(re *syntax.Regexp) *class {
 	switch re.Op {
 	case syntax.OpAnyChar:
-		return newClass([]rune{0, utf8.MaxRune})
+		return c.class([]rune{0, utf8.MaxRune})
 	case syntax.OpAnyCharNotNL:
-		return newClass([]rune{0, '\n' - 1, '\n' + 1, utf8.MaxRune})
+		return c.class([]rune{0, '\n' - 1, '\n' + 1, utf8.MaxRune})
 	case syntax.OpLiteral:
 		r := re.Rune[0]
 		if re.Flags&syntax.FoldCase != 0 {
-			return foldClass(r)
+			return c.class(foldRanges(r))
 		}
-		return newClass([]rune{r, r})
+		return c.class([]rune{r, r})
 	}
-	return newClass(re.Rune)
+	return c.class(re.Rune)
+}
+
+// class returns the class of sorted lo, hi pairs, made once per compile.
+func (c *compiler) class(ranges []rune) *class {
+	key := make([]byte, 0, 4*len(ranges))
+	for _, r := range ranges {
+		key = binary.LittleEndian.AppendUint32(key, uint32(r))
+	}
+	if cl, ok := c.classes[string(key)]; ok {
+		return cl
+	}
+	cl := newClass(ranges)
+	c.classes[string(key)] = cl
+	return cl
 }
 
 // isRuneClass reports whether re matches exactly one rune.
@@ -238,14 +259,15 @@ func (c *compiler) repeat(sub *syntax.Regexp, lo, hi int, greedy bool, next *nod
 		return next, nil
 	}
 	if isRuneClass(sub) {
-		if cl := runeClass(sub); len(cl.high) == 0 && cl.ascii == (byteSet{}) {
+		cl := c.runeClass(sub)
+		if len(cl.high) == 0 && cl.ascii == (byteSet{}) {
 			// An empty class: only zero repetitions can match.
 			if lo == 0 {
 				return next, nil
 			}
 			return c.newNode(node{op: opFail})
 		}
-		return c.newNode(node{op: opRepeat, class: runeClass(sub), min: lo, max: hi, greedy: greedy, next: next})
+		return c.newNode(node{op: opRepeat, class: cl, min: lo, max: hi, greedy: greedy, next: next})
 	}
 	if (hi < 0 || hi > 1) && canBeEmpty(sub) {
 		// regexp's handling of empty iterations is subtle; leave it to it.
@@ -324,13 +346,12 @@ const (
 
 // computeFirst fills first and canEnd of every node reachable from n.
 func computeFirst(n *node) {
-	seen := map[*node]bool{}
 	var visit func(*node)
 	visit = func(n *node) {
-		if n == nil || seen[n] {
+		if n == nil || n.visited {
 			return
 		}
-		seen[n] = true
+		n.visited = true
 		firstOf(n)
 		if n.op == opRepeat {
 			firstOf(n.next)
