@@ -8,6 +8,7 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+	"sync"
 
 	"smtpban/internal/backtrack"
 )
@@ -49,13 +50,13 @@ const MaxCount = 1 << 16
 // Pattern is a compiled failregex, successregex or ignoreregex.
 type Pattern struct {
 	expr     string
-	re       *regexp.Regexp
-	fast     *backtrack.Regexp // same matches as re, faster; nil if it cannot take re
-	hosts    []int             // capture group indexes of the <HOST> expansions
-	user     int               // capture group index of (?P<user>...), or -1
-	count    int               // capture group index of (?P<count>...), or -1
-	pass     int               // capture group index of (?P<pass>...), or -1
-	literals []string          // at least one must occur in a matching line; nil: no prefilter
+	slow     func() *regexp.Regexp // compiled on first use: most patterns never need it
+	fast     *backtrack.Regexp     // same matches as slow, faster; nil if it cannot take the expression
+	hosts    []int                 // capture group indexes of the <HOST> expansions
+	user     int                   // capture group index of (?P<user>...), or -1
+	count    int                   // capture group index of (?P<count>...), or -1
+	pass     int                   // capture group index of (?P<pass>...), or -1
+	literals []string              // at least one must occur in a matching line; nil: no prefilter
 }
 
 // CompileFailregex compiles a failregex: it must contain <HOST>.
@@ -97,16 +98,12 @@ func compile(expr string) (*Pattern, error) {
 		return nil, regexError(err)
 	}
 	expanded := expandHost(expr)
-	re, err := regexp.Compile(expanded)
+	tree, err := syntax.Parse(expanded, syntax.Perl)
 	if err != nil {
 		return nil, regexError(err)
 	}
-	p := &Pattern{expr: expr, re: re, user: -1, count: -1, pass: -1}
-	// An expression backtrack does not handle keeps to regexp alone.
-	if fast, err := backtrack.Compile(expanded); err == nil && fast.NumSubexp() == re.NumSubexp() {
-		p.fast = fast
-	}
-	for i, name := range re.SubexpNames() {
+	p := &Pattern{expr: expr, user: -1, count: -1, pass: -1}
+	for i, name := range tree.CapNames() {
 		switch {
 		case strings.HasPrefix(name, hostGroup):
 			p.hosts = append(p.hosts, i)
@@ -118,10 +115,16 @@ func compile(expr string) (*Pattern, error) {
 			p.pass = i
 		}
 	}
-	tree, err := syntax.Parse(expanded, syntax.Perl)
-	if err != nil {
-		return nil, regexError(err)
+	// A pattern with <HOST> is only ever run for its submatches, one
+	// without only for whether it matches: the fast matcher builds just
+	// that. An expression it does not handle keeps to regexp alone.
+	if fast, err := backtrack.CompileParsed(expanded, tree, len(p.hosts) > 0); err == nil {
+		p.fast = fast
 	}
+	// regexp.Compile parses as above and cannot fail where that did not;
+	// its compile is most of a pattern's start-up cost, and only lines
+	// over the fast matcher's budget need it.
+	p.slow = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expanded) })
 	p.literals = requiredLiterals(tree.Simplify())
 	return p, nil
 }
@@ -214,7 +217,7 @@ func (p *Pattern) match(line string) (capture, matchResult) {
 	var buf [maxFastCaps]int
 	loc, ok := p.fastMatch(line, buf[:])
 	if !ok {
-		loc = p.re.FindStringSubmatchIndex(line)
+		loc = p.slow().FindStringSubmatchIndex(line)
 	}
 	if loc == nil {
 		return capture{}, noMatch
@@ -241,7 +244,7 @@ func (p *Pattern) match(line string) (capture, matchResult) {
 
 // fastMatch runs the fast matcher with buf for its captures. It returns
 // the submatch positions (nil: no match), or !ok if the caller must ask
-// p.re: no fast matcher, too many captures for buf, or a line costing
+// regexp: no fast matcher, too many captures for buf, or a line costing
 // the backtracker more steps than its budget.
 func (p *Pattern) fastMatch(line string, buf []int) (loc []int, ok bool) {
 	if p.fast == nil {
@@ -266,7 +269,7 @@ func (p *Pattern) matchString(line string) bool {
 			return m
 		}
 	}
-	return p.re.MatchString(line)
+	return p.slow().MatchString(line)
 }
 
 // parseCount reads the leading digits of s, saturating at MaxCount. A
