@@ -48,9 +48,11 @@ func syslogTime(line string, read time.Time) (time.Time, bool) {
 	// A stamp more than a day ahead of the read time is from last year
 	// (a December line read in January). A date that does not exist this
 	// year (Feb 29) is from the latest year it does.
+	limit := read.Unix() + 24*60*60
 	for year, tries := read.Year(), 0; tries < 8; year, tries = year-1, tries+1 {
 		t := time.Date(year, month, day, hour, minute, sec, 0, loc)
-		if t.Day() != day || t.Sub(read) > 24*time.Hour {
+		// (Every month has day 28: only later days can roll over.)
+		if (day > 28 && t.Day() != day) || t.Unix() > limit {
 			continue
 		}
 		return t, true

@@ -48,3 +48,24 @@ func TestLineTime(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkLineTime parses a syslog stamp, beside time.ParseInLocation of
+// the same stamp (which infers no year) as the baseline in the same run.
+func BenchmarkLineTime(b *testing.B) {
+	const line = "Nov 24 16:04:04 mx1 postfix/smtpd[1234]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed"
+	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.Local)
+	b.Run("LineTime", func(b *testing.B) {
+		for b.Loop() {
+			if LineTime(line, read).Day() != 24 {
+				b.Fatal("wrong day")
+			}
+		}
+	})
+	b.Run("baseline-ParseInLocation", func(b *testing.B) {
+		for b.Loop() {
+			if t, err := time.ParseInLocation(time.Stamp, line[:15], time.Local); err != nil || t.Day() != 24 {
+				b.Fatal(err)
+			}
+		}
+	})
+}
