@@ -32,7 +32,7 @@ const (
 	slabSize = 1 << slabBits
 
 	flagV4    = 1 << 0 // the key is an IPv4 prefix
-	flagOlder = 1 << 1 // c.older holds the window's earlier failures
+	flagOlder = 1 << 1 // the window has earlier failures in c.older
 )
 
 // Counter counts failures in sliding findtime windows per (jail, key) and
@@ -45,7 +45,7 @@ const (
 //
 // A window is a 48-byte struct without pointers, in chunks that the
 // garbage collector does not scan, holding its newest failure inline; only
-// windows of several failures have an entry in the older map. An
+// windows of several failures have a block in the older pool. An
 // open-addressing table of int32 slot numbers finds them, a heap of slot
 // numbers orders their deadlines, and each (jail, shard) links its windows
 // so that Changes can report a changed shard without a scan. Together that
@@ -64,13 +64,20 @@ type Counter struct {
 	// untracked: no shard lists, no dirty shards (see Untracked).
 	untracked bool
 
-	index  []int32 // open addressing, linear probing: slot+1, 0 empty
+	// index is open addressing with linear probing: 0 is empty, else an
+	// entry (see indexEntry). The home of a window is the top bits of
+	// its hash, which its entry keeps: a probe that misses rarely reads
+	// the window, and growing and deleting never rehash.
+	index  []uint64
 	live   int
 	slab   [][]window
 	nslots int32
 	free   []int32
 	heap   []int32           // slots, min-heap on deadline
-	older  map[int32][]event // a window's failures before its newest, oldest first
+	older  eventPool // windows' failures before their newest, oldest first
+	// olderAt is, by slot like slab, where a window flagged flagOlder
+	// has its block in older.
+	olderAt [][]int32
 	evs    []event           // scratch: one window's failures
 
 	// hashSeed keys the index and shard hash, so that nobody can choose
@@ -146,8 +153,7 @@ func NewCounter(maxKeys int, js ...*Jail) *Counter {
 	c := &Counter{
 		maxKeys: maxKeys,
 		jailID:  make(map[string]uint16),
-		index:   make([]int32, 64),
-		older:   make(map[int32][]event),
+		index:   make([]uint64, 64),
 	}
 	c.hashSeed = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
 	c.userKey = [2]uint64{binary.LittleEndian.Uint64(seed[16:]), binary.LittleEndian.Uint64(seed[24:])}
@@ -194,7 +200,7 @@ func (c *Counter) SetMaxKeys(n int) {
 // register returns j's id, taking j as its name's latest definition.
 func (c *Counter) register(j *Jail) uint16 {
 	_, ft := params(j)
-	id, ok := c.jailID[j.Name]
+	id, ok := c.lookup(j)
 	if !ok {
 		id = uint16(len(c.jails))
 		c.jailID[j.Name] = id
@@ -212,6 +218,19 @@ func (c *Counter) register(j *Jail) uint16 {
 		c.heapify()
 	}
 	return id
+}
+
+// lookup returns the id of j's name, if it has one. Hits carry the same
+// few *Jail again and again: comparing pointers is cheaper than hashing
+// the name.
+func (c *Counter) lookup(j *Jail) (uint16, bool) {
+	for id, known := range c.jails {
+		if known == j {
+			return uint16(id), true
+		}
+	}
+	id, ok := c.jailID[j.Name]
+	return id, ok
 }
 
 func makeKey(jail uint16, p netip.Prefix) wkey {
@@ -273,16 +292,31 @@ func (c *Counter) slot(idx int32) *window {
 
 func (c *Counter) deadline(w *window) int64 { return w.t + c.ft[w.jail] }
 
+// indexEntry is slot idx of a window with hash h, as index holds it: the
+// top 32 bits of h, then idx+1 (never 0).
+func indexEntry(idx int32, h uint64) uint64 { return h&^0xffffffff | uint64(uint32(idx+1)) }
+
+// entrySlot is the slot of a non-zero index entry.
+func entrySlot(v uint64) int32 { return int32(uint32(v)) - 1 }
+
+// home is where the probe for an entry or hash starts in an index of
+// mask+1 entries.
+func home(v, mask uint64) uint64 { return v >> 32 & mask }
+
 // find returns k's slot, or -1.
 func (c *Counter) find(k wkey, h uint64) int32 {
 	mask := uint64(len(c.index) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	tag := h &^ 0xffffffff
+	for i := home(h, mask); ; i = (i + 1) & mask {
 		v := c.index[i]
 		if v == 0 {
 			return -1
 		}
-		if w := c.slot(v - 1); w.addr == k.addr && w.bits == k.bits && w.jail == k.jail && (w.flags&flagV4 != 0) == k.v4 {
-			return v - 1
+		if v&^0xffffffff != tag {
+			continue
+		}
+		if w := c.slot(entrySlot(v)); w.addr == k.addr && w.bits == k.bits && w.jail == k.jail && (w.flags&flagV4 != 0) == k.v4 {
+			return entrySlot(v)
 		}
 	}
 }
@@ -292,22 +326,22 @@ func (c *Counter) indexInsert(idx int32, h uint64) {
 		c.growIndex()
 	}
 	mask := uint64(len(c.index) - 1)
-	i := h & mask
+	i := home(h, mask)
 	for c.index[i] != 0 {
 		i = (i + 1) & mask
 	}
-	c.index[i] = idx + 1
+	c.index[i] = indexEntry(idx, h)
 }
 
 func (c *Counter) growIndex() {
 	old := c.index
-	c.index = make([]int32, 2*len(old))
+	c.index = make([]uint64, 2*len(old))
 	mask := uint64(len(c.index) - 1)
 	for _, v := range old {
 		if v == 0 {
 			continue
 		}
-		i := c.hash(c.slot(v-1).key()) & mask
+		i := home(v, mask)
 		for c.index[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -319,8 +353,8 @@ func (c *Counter) growIndex() {
 // of its probe run back so that no tombstone is needed.
 func (c *Counter) indexDelete(idx int32, h uint64) {
 	mask := uint64(len(c.index) - 1)
-	i := h & mask
-	for c.index[i] != idx+1 {
+	i := home(h, mask)
+	for want := indexEntry(idx, h); c.index[i] != want; {
 		i = (i + 1) & mask
 	}
 	for j := (i + 1) & mask; ; j = (j + 1) & mask {
@@ -328,9 +362,8 @@ func (c *Counter) indexDelete(idx int32, h uint64) {
 		if v == 0 {
 			break
 		}
-		home := c.hash(c.slot(v-1).key()) & mask
 		// v may fill the hole at i if i lies between its home and j.
-		if (j-home)&mask >= (j-i)&mask {
+		if (j-home(v, mask))&mask >= (j-i)&mask {
 			c.index[i] = v
 			i = j
 		}
@@ -343,7 +376,7 @@ func (c *Counter) loadEvents(idx int32) []event {
 	w := c.slot(idx)
 	evs := c.evs[:0]
 	if w.flags&flagOlder != 0 {
-		evs = append(evs, c.older[idx]...)
+		evs = append(evs, c.older.get(c.olderSlot(idx))...)
 	}
 	c.evs = append(evs, event{t: w.t, user: w.user, pass: w.pass})
 	return c.evs
@@ -356,13 +389,23 @@ func (c *Counter) storeEvents(idx int32, evs []event) {
 	w.t, w.user, w.pass = last.t, last.user, last.pass
 	if len(evs) == 1 {
 		if w.flags&flagOlder != 0 {
-			delete(c.older, idx)
+			c.older.release(c.olderSlot(idx))
 			w.flags &^= flagOlder
 		}
 		return
 	}
-	c.older[idx] = append(c.older[idx][:0], evs[:len(evs)-1]...)
+	at := c.olderSlot(idx)
+	if w.flags&flagOlder == 0 {
+		at = -1
+	}
+	c.olderAt[idx>>slabBits][idx&(slabSize-1)] = c.older.set(at, evs[:len(evs)-1])
 	w.flags |= flagOlder
+}
+
+// olderSlot is where window idx has its earlier failures in c.older, if
+// it is flagged flagOlder.
+func (c *Counter) olderSlot(idx int32) int32 {
+	return c.olderAt[idx>>slabBits][idx&(slabSize-1)]
 }
 
 // Add counts a failure. It returns a ban decision when the hit's window
@@ -453,7 +496,7 @@ func (c *Counter) success(h Hit, p netip.Prefix) {
 	t := h.Time.UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id, ok := c.jailID[h.Jail.Name]
+	id, ok := c.lookup(h.Jail)
 	if !ok {
 		return // no failure counted in this jail yet
 	}
@@ -571,6 +614,7 @@ func (c *Counter) create(k wkey, h uint64) int32 {
 		c.nslots++
 		if int(idx>>slabBits) == len(c.slab) {
 			c.slab = append(c.slab, make([]window, slabSize))
+			c.olderAt = append(c.olderAt, make([]int32, slabSize))
 		}
 	}
 	w := c.slot(idx)
@@ -644,7 +688,7 @@ func (c *Counter) removeSlot(idx int32) {
 		c.unlink(w, k.jail, shardOf(h))
 	}
 	if w.flags&flagOlder != 0 {
-		delete(c.older, idx)
+		c.older.release(c.olderSlot(idx))
 	}
 	*w = window{}
 	c.live--
