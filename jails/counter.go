@@ -73,12 +73,12 @@ type Counter struct {
 	slab   [][]window
 	nslots int32
 	free   []int32
-	heap   []int32           // slots, min-heap on deadline
+	heap   []int32   // slots, min-heap on deadline
 	older  eventPool // windows' failures before their newest, oldest first
 	// olderAt is, by slot like slab, where a window flagged flagOlder
 	// has its block in older.
 	olderAt [][]int32
-	evs    []event           // scratch: one window's failures
+	evs     []event // scratch: one window's failures
 
 	// hashSeed keys the index and shard hash, so that nobody can choose
 	// addresses that collide.
