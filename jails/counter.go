@@ -32,7 +32,7 @@ const (
 	slabSize = 1 << slabBits
 
 	flagV4    = 1 << 0 // the key is an IPv4 prefix
-	flagOlder = 1 << 1 // the window has earlier failures in c.older
+	flagOlder = 1 << 1 // the window's failures are in c.older (see storeEvents)
 )
 
 // Counter counts failures in sliding findtime windows per (jail, key) and
@@ -44,12 +44,13 @@ const (
 // beyond maxKeys windows the one that would expire first is evicted.
 //
 // A window is a 48-byte struct without pointers, in chunks that the
-// garbage collector does not scan, holding its newest failure inline; only
-// windows of several failures have a block in the older pool. An
-// open-addressing table of int32 slot numbers finds them, a heap of slot
+// garbage collector does not scan, holding a single failure inline; only
+// windows of several failures keep them in a block of the older pool. An
+// open-addressing table of int32 slot numbers, with a tag byte each,
+// finds them, a heap of slot
 // numbers orders their deadlines, and each (jail, shard) links its windows
 // so that Changes can report a changed shard without a scan. Together that
-// is about 61 bytes per window with one failure (BenchmarkCounterMemory),
+// is about 63 bytes per window with one failure (BenchmarkCounterMemory),
 // and O(log n) per failure.
 type Counter struct {
 	mu      sync.Mutex
@@ -64,21 +65,19 @@ type Counter struct {
 	// untracked: no shard lists, no dirty shards (see Untracked).
 	untracked bool
 
-	// index is open addressing with linear probing: 0 is empty, else an
-	// entry (see indexEntry). The home of a window is the top bits of
-	// its hash, which its entry keeps: a probe that misses rarely reads
-	// the window, and growing and deleting never rehash.
-	index  []uint64
+	// index is open addressing with linear probing: slot+1, 0 empty.
+	// tags holds a byte of each entry's hash (0: empty), so that a probe
+	// that misses reads 64 entries' tags per cache line and rarely a
+	// window.
+	index  []int32
+	tags   []uint8
 	live   int
 	slab   [][]window
 	nslots int32
 	free   []int32
 	heap   []int32   // slots, min-heap on deadline
-	older  eventPool // windows' failures before their newest, oldest first
-	// olderAt is, by slot like slab, where a window flagged flagOlder
-	// has its block in older.
-	olderAt [][]int32
-	evs     []event // scratch: one window's failures
+	older  eventPool // the failures of windows with several, oldest first
+	evs    []event   // scratch: one window's failures
 
 	// hashSeed keys the index and shard hash, so that nobody can choose
 	// addresses that collide.
@@ -114,12 +113,13 @@ type wkey struct {
 	jail uint16
 }
 
-// window is one (jail, key)'s failures: the newest inline, the others in
-// Counter.older. No pointers, so a million of them cost the GC nothing.
+// window is one (jail, key)'s failures: a single one inline, several in a
+// block of Counter.older. No pointers, so a million of them cost the GC
+// nothing.
 type window struct {
 	addr       [16]byte
 	t          int64  // newest failure, Unix ns; deadline = t + findtime
-	user, pass uint32 // newest failure's hashes
+	user, pass uint32 // the failure's hashes; with flagOlder, its block's offset and length
 	heapIdx    int32
 	next, prev int32 // the shard's list (slot+1; 0: none)
 	jail       uint16
@@ -153,7 +153,8 @@ func NewCounter(maxKeys int, js ...*Jail) *Counter {
 	c := &Counter{
 		maxKeys: maxKeys,
 		jailID:  make(map[string]uint16),
-		index:   make([]uint64, 64),
+		index:   make([]int32, 64),
+		tags:    make([]uint8, 64),
 	}
 	c.hashSeed = [2]uint64{binary.LittleEndian.Uint64(seed[0:]), binary.LittleEndian.Uint64(seed[8:])}
 	c.userKey = [2]uint64{binary.LittleEndian.Uint64(seed[16:]), binary.LittleEndian.Uint64(seed[24:])}
@@ -292,31 +293,25 @@ func (c *Counter) slot(idx int32) *window {
 
 func (c *Counter) deadline(w *window) int64 { return w.t + c.ft[w.jail] }
 
-// indexEntry is slot idx of a window with hash h, as index holds it: the
-// top 32 bits of h, then idx+1 (never 0).
-func indexEntry(idx int32, h uint64) uint64 { return h&^0xffffffff | uint64(uint32(idx+1)) }
-
-// entrySlot is the slot of a non-zero index entry.
-func entrySlot(v uint64) int32 { return int32(uint32(v)) - 1 }
-
-// home is where the probe for an entry or hash starts in an index of
-// mask+1 entries.
-func home(v, mask uint64) uint64 { return v >> 32 & mask }
+// tagOf is the index tag of hash h: bits that neither the home position
+// (the low bits) of any index below 2^40 entries nor shardOf uses, never 0.
+func tagOf(h uint64) uint8 { return uint8(h>>40) | 1 }
 
 // find returns k's slot, or -1.
 func (c *Counter) find(k wkey, h uint64) int32 {
 	mask := uint64(len(c.index) - 1)
-	tag := h &^ 0xffffffff
-	for i := home(h, mask); ; i = (i + 1) & mask {
-		v := c.index[i]
-		if v == 0 {
+	tag := tagOf(h)
+	for i := h & mask; ; i = (i + 1) & mask {
+		t := c.tags[i]
+		if t == 0 {
 			return -1
 		}
-		if v&^0xffffffff != tag {
+		if t != tag {
 			continue
 		}
-		if w := c.slot(entrySlot(v)); w.addr == k.addr && w.bits == k.bits && w.jail == k.jail && (w.flags&flagV4 != 0) == k.v4 {
-			return entrySlot(v)
+		v := c.index[i]
+		if w := c.slot(v - 1); w.addr == k.addr && w.bits == k.bits && w.jail == k.jail && (w.flags&flagV4 != 0) == k.v4 {
+			return v - 1
 		}
 	}
 }
@@ -325,27 +320,28 @@ func (c *Counter) indexInsert(idx int32, h uint64) {
 	if (c.live+1)*4 > len(c.index)*3 {
 		c.growIndex()
 	}
+	c.place(idx+1, h)
+}
+
+// place puts entry v (slot+1) of hash h in the first free place of its
+// probe run.
+func (c *Counter) place(v int32, h uint64) {
 	mask := uint64(len(c.index) - 1)
-	i := home(h, mask)
-	for c.index[i] != 0 {
+	i := h & mask
+	for c.tags[i] != 0 {
 		i = (i + 1) & mask
 	}
-	c.index[i] = indexEntry(idx, h)
+	c.index[i], c.tags[i] = v, tagOf(h)
 }
 
 func (c *Counter) growIndex() {
 	old := c.index
-	c.index = make([]uint64, 2*len(old))
-	mask := uint64(len(c.index) - 1)
+	c.index = make([]int32, 2*len(old))
+	c.tags = make([]uint8, 2*len(old))
 	for _, v := range old {
-		if v == 0 {
-			continue
+		if v != 0 {
+			c.place(v, c.hash(c.slot(v-1).key()))
 		}
-		i := home(v, mask)
-		for c.index[i] != 0 {
-			i = (i + 1) & mask
-		}
-		c.index[i] = v
 	}
 }
 
@@ -353,8 +349,8 @@ func (c *Counter) growIndex() {
 // of its probe run back so that no tombstone is needed.
 func (c *Counter) indexDelete(idx int32, h uint64) {
 	mask := uint64(len(c.index) - 1)
-	i := home(h, mask)
-	for want := indexEntry(idx, h); c.index[i] != want; {
+	i := h & mask
+	for c.index[i] != idx+1 {
 		i = (i + 1) & mask
 	}
 	for j := (i + 1) & mask; ; j = (j + 1) & mask {
@@ -362,50 +358,48 @@ func (c *Counter) indexDelete(idx int32, h uint64) {
 		if v == 0 {
 			break
 		}
+		home := c.hash(c.slot(v-1).key()) & mask
 		// v may fill the hole at i if i lies between its home and j.
-		if (j-home(v, mask))&mask >= (j-i)&mask {
-			c.index[i] = v
+		if (j-home)&mask >= (j-i)&mask {
+			c.index[i], c.tags[i] = v, c.tags[j]
 			i = j
 		}
 	}
-	c.index[i] = 0
+	c.index[i], c.tags[i] = 0, 0
 }
 
 // loadEvents returns the window's failures, oldest first, in c.evs.
 func (c *Counter) loadEvents(idx int32) []event {
 	w := c.slot(idx)
-	evs := c.evs[:0]
 	if w.flags&flagOlder != 0 {
-		evs = append(evs, c.older.get(c.olderSlot(idx))...)
+		c.evs = append(c.evs[:0], c.older.get(int32(w.user), int(w.pass))...)
+	} else {
+		c.evs = append(c.evs[:0], event{t: w.t, user: w.user, pass: w.pass})
 	}
-	c.evs = append(evs, event{t: w.t, user: w.user, pass: w.pass})
 	return c.evs
 }
 
 // storeEvents makes evs (not empty, oldest first) the window's failures.
+// One is kept inline; several go to a block of c.older, and then the
+// window's user and pass are the block's offset and length instead.
 func (c *Counter) storeEvents(idx int32, evs []event) {
 	w := c.slot(idx)
 	last := evs[len(evs)-1]
-	w.t, w.user, w.pass = last.t, last.user, last.pass
+	w.t = last.t
+	at, n := int32(-1), 0
+	if w.flags&flagOlder != 0 {
+		at, n = int32(w.user), int(w.pass)
+	}
 	if len(evs) == 1 {
-		if w.flags&flagOlder != 0 {
-			c.older.release(c.olderSlot(idx))
+		if at >= 0 {
+			c.older.release(at, n)
 			w.flags &^= flagOlder
 		}
+		w.user, w.pass = last.user, last.pass
 		return
 	}
-	at := c.olderSlot(idx)
-	if w.flags&flagOlder == 0 {
-		at = -1
-	}
-	c.olderAt[idx>>slabBits][idx&(slabSize-1)] = c.older.set(at, evs[:len(evs)-1])
+	w.user, w.pass = uint32(c.older.set(at, n, evs)), uint32(len(evs))
 	w.flags |= flagOlder
-}
-
-// olderSlot is where window idx has its earlier failures in c.older, if
-// it is flagged flagOlder.
-func (c *Counter) olderSlot(idx int32) int32 {
-	return c.olderAt[idx>>slabBits][idx&(slabSize-1)]
 }
 
 // Add counts a failure. It returns a ban decision when the hit's window
@@ -614,7 +608,6 @@ func (c *Counter) create(k wkey, h uint64) int32 {
 		c.nslots++
 		if int(idx>>slabBits) == len(c.slab) {
 			c.slab = append(c.slab, make([]window, slabSize))
-			c.olderAt = append(c.olderAt, make([]int32, slabSize))
 		}
 	}
 	w := c.slot(idx)
@@ -688,7 +681,7 @@ func (c *Counter) removeSlot(idx int32) {
 		c.unlink(w, k.jail, shardOf(h))
 	}
 	if w.flags&flagOlder != 0 {
-		c.older.release(c.olderSlot(idx))
+		c.older.release(int32(w.user), int(w.pass))
 	}
 	*w = window{}
 	c.live--

@@ -2,44 +2,42 @@ package jails
 
 import "math/bits"
 
-// eventPool keeps the earlier failures of windows that have several, in
-// blocks of 1<<class events inside one slice. The slice has no pointers,
-// so the garbage collector never scans it, and once it has grown an
-// update allocates nothing: a map of slices cost replay 4% in map
-// assignments and allocations. A block's first event is its header,
-// whose t is how many events follow it; blocks given back are reused by
-// class, and the whole slice is dropped once no window has a block.
+// eventPool keeps the failures of windows that have several, in blocks
+// of 1<<class events inside one slice. The slice has no pointers, so the
+// garbage collector never scans it, and once it has grown an update
+// allocates nothing: a map of slices cost replay 4% in map assignments
+// and allocations. The owner keeps a block's offset and length; blocks
+// given back are reused by class, and the whole slice is dropped once no
+// block is in use.
 type eventPool struct {
 	evs  []event
 	free [32][]int32 // offsets of free blocks, by class
 	used int         // blocks in use
 }
 
-// blockClass is the smallest class whose block holds n events besides
-// its header.
-func blockClass(n int) int { return bits.Len(uint(n)) }
+// blockClass is the smallest class whose block holds n (at least 1)
+// events.
+func blockClass(n int) int { return bits.Len(uint(n - 1)) }
 
-// get returns the events of the block at off. They alias the pool: a
+// get returns the n events of the block at off. They alias the pool: a
 // later set or release may overwrite them.
-func (p *eventPool) get(off int32) []event {
-	n := int32(p.evs[off].t)
-	return p.evs[off+1 : off+1+n]
+func (p *eventPool) get(off int32, n int) []event {
+	return p.evs[off : int(off)+n]
 }
 
-// set stores evs (not empty) in the block at off, or in a new block if
-// off is -1 or too small (off is then released), and returns where
-// they are.
-func (p *eventPool) set(off int32, evs []event) int32 {
+// set stores evs (not empty, not aliasing the pool) in the block at off
+// holding n events, or in a new block if off is -1 or the block is of
+// another class (it is then released), and returns where they are.
+func (p *eventPool) set(off int32, n int, evs []event) int32 {
 	class := blockClass(len(evs))
-	if off >= 0 && int(p.evs[off].user) != class {
-		p.release(off)
+	if off >= 0 && blockClass(n) != class {
+		p.release(off, n)
 		off = -1
 	}
 	if off < 0 {
 		off = p.alloc(class)
 	}
-	p.evs[off] = event{t: int64(len(evs)), user: uint32(class)}
-	copy(p.evs[off+1:], evs)
+	copy(p.evs[off:], evs)
 	return off
 }
 
@@ -55,13 +53,13 @@ func (p *eventPool) alloc(class int) int32 {
 	return off
 }
 
-// release gives the block at off back.
-func (p *eventPool) release(off int32) {
-	class := p.evs[off].user
+// release gives back the block at off, which holds n events.
+func (p *eventPool) release(off int32, n int) {
 	p.used--
 	if p.used == 0 {
 		*p = eventPool{}
 		return
 	}
+	class := blockClass(n)
 	p.free[class] = append(p.free[class], off)
 }

@@ -23,27 +23,30 @@ func TestEventPool(t *testing.T) {
 	for step := range 100000 {
 		o := &owners[r.IntN(len(owners))]
 		if o.off >= 0 && r.IntN(4) == 0 {
-			p.release(o.off)
+			p.release(o.off, len(o.want))
 			o.off, o.want = -1, nil
 		} else {
 			evs := make([]event, 1+r.IntN(20))
 			for i := range evs {
 				evs[i] = event{t: int64(step), user: r.Uint32(), pass: uint32(i)}
 			}
-			o.off = p.set(o.off, evs)
+			o.off = p.set(o.off, len(o.want), evs)
 			o.want = evs
 		}
 		if step%1000 == 0 {
 			for i, o := range owners {
-				if o.off >= 0 && !slices.Equal(p.get(o.off), o.want) {
-					t.Fatalf("step %d: owner %d reads %v, stored %v", step, i, p.get(o.off), o.want)
+				if o.off < 0 {
+					continue
+				}
+				if got := p.get(o.off, len(o.want)); !slices.Equal(got, o.want) {
+					t.Fatalf("step %d: owner %d reads %v, stored %v", step, i, got, o.want)
 				}
 			}
 		}
 	}
 	for _, o := range owners {
 		if o.off >= 0 {
-			p.release(o.off)
+			p.release(o.off, len(o.want))
 		}
 	}
 	if p.used != 0 || p.evs != nil {
