@@ -5,7 +5,7 @@
 # memory and CPU. Needs root (apt-get, network namespaces, nftables).
 # Not part of CI. See docs/benchmarks.md for the figures and what they mean.
 #
-#   bench/run.sh                      # defaults: about 8 minutes on 2 cores
+#   bench/run.sh                      # defaults: about 12 minutes on 2 cores
 #   N=200000 RUNS=3 bench/run.sh      # quicker
 #
 # Parameters (environment):
