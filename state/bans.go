@@ -298,3 +298,26 @@ func (s *Store) Sweep(now time.Time) ([]Ban, error) {
 	}
 	return out, nil
 }
+
+// ActiveBanCounts counts, per jail, the bans whose Until is after now:
+// what a metrics scrape or a status line needs, without decoding every
+// ban in full (their lines and times) as Bans does.
+func (s *Store) ActiveBanCounts(now time.Time) (map[string]int, error) {
+	out := map[string]int{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBans).ForEach(func(k, v []byte) error {
+			jail, until, err := decodeBanJailUntil(v)
+			if err != nil {
+				return fmt.Errorf("key %x: %w", k, err)
+			}
+			if until.After(now) {
+				out[jail]++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count bans: %w", err)
+	}
+	return out, nil
+}

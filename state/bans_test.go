@@ -1,7 +1,10 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -357,5 +360,68 @@ func TestConcurrent(t *testing.T) {
 				t.Errorf("history of 10.%d.0.%d = %d, want 1", w, i, n)
 			}
 		}
+	}
+}
+
+// TestDecodeBanJailUntil checks the key-scanning reader against
+// json.Unmarshal on records built to mislead it: log lines and origins
+// that spell out the keys, jails with escapes, omitted and odd times.
+func TestDecodeBanJailUntil(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	tricky := []string{
+		``, `"jail":"evil"`, `"until":"2099-01-01T00:00:00Z"`, `\"jail\":\"x`, `a\`,
+		`"until":`, `}`, `{"jail":"inner"}`, "\u00e9\u2028<>&", `\\"jail\\":\\"y`,
+	}
+	jails := []string{"postfix-sasl", "", `we"ird`, `back\slash`, "d\u00e9j\u00e0", "x<y>&z"}
+	for i := range 2000 {
+		b := banRecord{
+			Prefix: benchAddr(i), Jail: jails[r.IntN(len(jails))], Since: t0,
+			Failures: r.IntN(10), Origin: tricky[r.IntN(len(tricky))], Count: r.IntN(3),
+		}
+		switch r.IntN(3) {
+		case 0: // zero: omitted
+		case 1:
+			b.Until = t0.Add(time.Duration(r.Int64N(1e15)))
+		case 2:
+			b.Until = t0.Add(time.Duration(r.Int64N(1e6)) * time.Second).In(time.FixedZone("X", 3600))
+		}
+		for range r.IntN(3) {
+			b.Lines = append(b.Lines, tricky[r.IntN(len(tricky))]+tricky[r.IntN(len(tricky))])
+		}
+		v, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want banRecord
+		if err := json.Unmarshal(v, &want); err != nil {
+			t.Fatal(err)
+		}
+		jail, until, err := decodeBanJailUntil(v)
+		if err != nil || jail != want.Jail || !until.Equal(want.Until) {
+			t.Fatalf("%s: got %q %v %v, want %q %v", v, jail, until, err, want.Jail, want.Until)
+		}
+	}
+	if _, _, err := decodeBanJailUntil([]byte(`{"jail":`)); err == nil {
+		t.Fatal("a truncated record decoded")
+	}
+}
+
+// TestActiveBanCounts counts per jail only the bans still in force.
+func TestActiveBanCounts(t *testing.T) {
+	s := mustOpen(t)
+	for i, b := range []struct {
+		jail  string
+		until time.Duration
+	}{{"a", time.Hour}, {"a", time.Hour}, {"b", time.Minute}, {"b", -time.Minute}, {"c", -time.Hour}} {
+		if _, err := s.PutBan(Ban{Prefix: benchAddr(i), Jail: b.jail, Since: t0.Add(-2 * time.Hour), Until: t0.Add(b.until)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ActiveBanCounts(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"a": 2, "b": 1}; !maps.Equal(got, want) {
+		t.Fatalf("counts %v, want %v", got, want)
 	}
 }

@@ -285,3 +285,42 @@ func BenchmarkWindows(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "windows/s")
 }
+
+// BenchmarkActiveBanCounts counts the bans in force per jail among 20,000,
+// as a metrics scrape and a status do; the baseline is what they did
+// before, Bans and a count over the decoded bans.
+func BenchmarkActiveBanCounts(b *testing.B) {
+	s := mustOpen(b)
+	bans := make([]Ban, 20_000)
+	for i := range bans {
+		bans[i] = benchBan(i)
+	}
+	if _, err := s.PutBans(bans); err != nil {
+		b.Fatal(err)
+	}
+	now := t0.Add(time.Minute)
+	b.Run("counts", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n, err := s.ActiveBanCounts(now)
+			if err != nil || n["postfix-sasl"] != len(bans) {
+				b.Fatalf("counts %v, %v", n, err)
+			}
+		}
+	})
+	b.Run("baseline-Bans", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			all, err := s.Bans()
+			n := map[string]int{}
+			for _, x := range all {
+				if x.Until.After(now) {
+					n[x.Jail]++
+				}
+			}
+			if err != nil || n["postfix-sasl"] != len(bans) {
+				b.Fatalf("counts %v, %v", n, err)
+			}
+		}
+	})
+}
