@@ -18,21 +18,29 @@ var _ control.Daemon = (*Daemon)(nil)
 // Status reports the daemon, its jails and sources; jail narrows it to one
 // jail and lists that jail's bans.
 func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error) {
+	// State is read before taking mu: bbolt reads need no lock, and
+	// thousands of bans must not hold up the lines meanwhile.
+	now := d.now()
+	counts, err := d.store.ActiveBanCounts(now)
+	if err != nil {
+		return control.Status{}, fmt.Errorf("count bans: %w", err)
+	}
+	var listed []string
+	if jail != "" {
+		bans, err := d.store.Bans()
+		if err != nil {
+			return control.Status{}, fmt.Errorf("list bans: %w", err)
+		}
+		for _, b := range bans {
+			if b.Jail == jail && b.Until.After(now) {
+				listed = append(listed, b.Prefix.String())
+			}
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if jail != "" && d.jails[jail] == nil {
 		return control.Status{}, fmt.Errorf("%w: no jail named %q", control.ErrNotFound, jail)
-	}
-	bans, err := d.store.Bans()
-	if err != nil {
-		return control.Status{}, fmt.Errorf("list bans: %w", err)
-	}
-	now := d.now()
-	banned := map[string][]string{}
-	for _, b := range bans {
-		if b.Until.After(now) {
-			banned[b.Jail] = append(banned[b.Jail], b.Prefix.String())
-		}
 	}
 	failing := d.counter.WindowsByJail()
 	st := control.Status{
@@ -48,10 +56,10 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 		c := d.jailStats[j.Name]
 		js := control.JailStatus{
 			Name: j.Name, Enabled: j.Enabled, Failing: failing[j.Name],
-			TotalFailures: c.failures, Banned: len(banned[j.Name]), TotalBanned: c.banned,
+			TotalFailures: c.failures, Banned: counts[j.Name], TotalBanned: c.banned,
 		}
 		if jail != "" {
-			js.BannedList = banned[j.Name]
+			js.BannedList, js.Banned = listed, len(listed)
 		}
 		st.Jails = append(st.Jails, js)
 	}
@@ -67,8 +75,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 
 // Bans lists the active bans, in jail if not "".
 func (d *Daemon) Bans(ctx context.Context, jail string) ([]control.Ban, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	// Without mu, as Status: a bbolt read is a consistent snapshot.
 	bans, err := d.store.Bans()
 	if err != nil {
 		return nil, fmt.Errorf("list bans: %w", err)

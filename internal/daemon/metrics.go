@@ -35,15 +35,12 @@ func (v metricsView) ActiveBans() (map[string]int, error) {
 		}
 	}
 	v.d.mu.Unlock()
-	bans, err := v.d.store.Bans()
+	counts, err := v.d.store.ActiveBanCounts(v.d.now())
 	if err != nil {
 		return nil, err
 	}
-	now := v.d.now()
-	for _, b := range bans {
-		if b.Until.After(now) {
-			out[b.Jail]++
-		}
+	for jail, n := range counts {
+		out[jail] += n
 	}
 	return out, nil
 }

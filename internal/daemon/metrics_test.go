@@ -187,6 +187,18 @@ func TestMetricsWiring(t *testing.T) {
 	if got := metric(t, d, "smtpban_bans_active", "jail=postfix-sasl"); got != 1 {
 		t.Errorf("active bans = %v, want 1", got)
 	}
+	// Status counts the same bans, with and without naming the jail.
+	for _, jail := range []string{"", "postfix-sasl"} {
+		st, err := d.Status(ctx, jail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, js := range st.Jails {
+			if want := map[string]int{"postfix-sasl": 1}[js.Name]; js.Banned != want {
+				t.Errorf("status %q: jail %s banned %d, want %d", jail, js.Name, js.Banned, want)
+			}
+		}
+	}
 	if _, err := d.Unban(ctx, p, "", false); err != nil {
 		t.Fatal(err)
 	}
