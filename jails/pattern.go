@@ -64,7 +64,7 @@ func CompileFailregex(expr string) (*Pattern, error) {
 	if !strings.Contains(expr, HostTag) {
 		return nil, fmt.Errorf("failregex has no %s: %q", HostTag, expr)
 	}
-	return compile(expr)
+	return compile(expr, true)
 }
 
 // CompileSuccessregex compiles a successregex (a successful login): it
@@ -73,12 +73,12 @@ func CompileSuccessregex(expr string) (*Pattern, error) {
 	if !strings.Contains(expr, HostTag) {
 		return nil, fmt.Errorf("successregex has no %s: %q", HostTag, expr)
 	}
-	return compile(expr)
+	return compile(expr, true)
 }
 
 // CompileIgnoreregex compiles an ignoreregex: <HOST> is allowed, not needed.
 func CompileIgnoreregex(expr string) (*Pattern, error) {
-	return compile(expr)
+	return compile(expr, false)
 }
 
 // MustCompileFailregex is CompileFailregex for tests and constants.
@@ -90,7 +90,10 @@ func MustCompileFailregex(expr string) *Pattern {
 	return p
 }
 
-func compile(expr string) (*Pattern, error) {
+// compile compiles expr; submatches says how the pattern will be run:
+// for its captures (failregex, successregex: match) or only for whether
+// it matches (ignoreregex: matchString).
+func compile(expr string, submatches bool) (*Pattern, error) {
 	// Check the expression as the user wrote it first (<HOST> is valid
 	// regex syntax as literal text), so that a syntax error quotes the
 	// user's own fragment rather than our expansion.
@@ -115,10 +118,9 @@ func compile(expr string) (*Pattern, error) {
 			p.pass = i
 		}
 	}
-	// A pattern with <HOST> is only ever run for its submatches, one
-	// without only for whether it matches: the fast matcher builds just
-	// that. An expression it does not handle keeps to regexp alone.
-	if fast, err := backtrack.CompileParsed(expanded, tree, len(p.hosts) > 0); err == nil {
+	// The fast matcher builds just the way the pattern is run. An
+	// expression it does not handle keeps to regexp alone.
+	if fast, err := backtrack.CompileParsed(expanded, tree, submatches); err == nil {
 		p.fast = fast
 	}
 	// regexp.Compile parses as above and cannot fail where that did not;
