@@ -47,11 +47,10 @@ const (
 // garbage collector does not scan, holding a single failure inline; only
 // windows of several failures keep them in a block of the older pool. An
 // open-addressing table of int32 slot numbers, with a tag byte each,
-// finds them, a heap of slot
-// numbers orders their deadlines, and each (jail, shard) links its windows
-// so that Changes can report a changed shard without a scan. Together that
-// is about 63 bytes per window with one failure (BenchmarkCounterMemory),
-// and O(log n) per failure.
+// finds them, a heap of slot numbers orders their deadlines, and each
+// (jail, shard) links its windows so that Changes can report a changed
+// shard without a scan. Together that is about 63 bytes per window with
+// one failure (BenchmarkCounterMemory), and O(log n) per failure.
 type Counter struct {
 	mu      sync.Mutex
 	maxKeys int
