@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
 	"smtpban/jails"
 )
 
@@ -229,4 +232,40 @@ func TestHCLBlocks(t *testing.T) {
 			t.Errorf("block %d: errors %v, want errors: %v", i, ds, wantErr)
 		}
 	}
+}
+
+// BenchmarkLoadShipped loads configs/smtpban.hcl with its jails.d, as
+// every smtpban and smtpband start does; the baseline in the same run is
+// the HCL parse of the same files alone, which compiling no pattern costs.
+func BenchmarkLoadShipped(b *testing.B) {
+	files, err := filepath.Glob("../../configs/jails.d/*.hcl")
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no shipped jails: %v", err)
+	}
+	files = append(files, shippedMain)
+	b.Run("load", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c, diags := Load(shippedMain)
+			if diags.HasErrors() || len(c.Jails) == 0 {
+				b.Fatalf("load: %v", diags)
+			}
+		}
+	})
+	b.Run("baseline-hcl-parse", func(b *testing.B) {
+		srcs := make([][]byte, len(files))
+		for i, f := range files {
+			if srcs[i], err = os.ReadFile(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			for i, src := range srcs {
+				if _, diags := hclsyntax.ParseConfig(src, files[i], hcl.InitialPos); diags.HasErrors() {
+					b.Fatal(diags)
+				}
+			}
+		}
+	})
 }
