@@ -48,20 +48,26 @@ func Run(ctx context.Context, o Options) error {
 		ignore:  map[string]*jails.IgnoreList{},
 		prior:   map[netip.Prefix]int{},
 		stats:   map[string]*jailStats{},
-		enc:     json.NewEncoder(o.Out),
 	}
+	// Buffered: a write per event cost more than matching the lines.
+	out := bufio.NewWriterSize(o.Out, 64<<10)
+	r.out, r.enc = out, json.NewEncoder(out)
 	for _, j := range js {
 		r.stats[j.Name] = &jailStats{addrs: map[addrKey]int{}}
 		r.ignore[j.Name] = jails.NewIgnoreList(append(append([]netip.Prefix{}, o.Config.Ignore...), j.Ignore...)...)
 		r.order = append(r.order, j.Name)
 	}
 	for _, f := range o.Files {
-		if err := r.file(ctx, f); err != nil {
-			return err
+		if err = r.file(ctx, f); err != nil {
+			break
 		}
 	}
-	if o.JSON {
-		return nil
+	// What was found before an error is still written.
+	if ferr := out.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("replay: write: %w", ferr)
+	}
+	if err != nil || o.JSON {
+		return err
 	}
 	return r.summary()
 }
@@ -131,7 +137,9 @@ type run struct {
 	prior   map[netip.Prefix]int         // bans so far per key, for escalation
 	stats   map[string]*jailStats
 	order   []string
-	enc     *json.Encoder
+	out     *bufio.Writer // -json: matches and bans, in order
+	enc     *json.Encoder // for bans, which are few
+	buf     []byte        // scratch: one match
 	skipped int
 	lines   int
 }
@@ -189,7 +197,8 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 			// jails.Counter), so -json shows it.
 			m.Event = "success"
 		}
-		if err := r.enc.Encode(m); err != nil {
+		r.buf = appendMatch(r.buf[:0], m)
+		if _, err := r.out.Write(r.buf); err != nil {
 			return fmt.Errorf("replay: write: %w", err)
 		}
 	}
