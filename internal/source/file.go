@@ -43,9 +43,11 @@ type FileConfig struct {
 //     from an append.
 //   - restart with Resume: the same file (inode, fingerprint, size) goes on
 //     at the offset; otherwise the rotated file (same inode, or a copy with
-//     the same fingerprint, under the names above) is read from the offset
-//     to its end, then the new file from its start. Without a rotated file
-//     the new file is read from its start and the loss is logged.
+//     the same fingerprint, under the names above, or else a gzip-compressed
+//     one, name.N.gz or name-*.gz, whose content starts the same) is read
+//     from the offset to its end, then the new file from its start. Without
+//     a rotated file the new file is read from its start and the loss is
+//     logged.
 //   - first sight: the end of the file (the start of its last, unfinished
 //     line); a file that appears after Run started is read from its start.
 type File struct {
@@ -194,6 +196,21 @@ func (r *fileRun) start(ctx context.Context) error {
 		r.log.Info("log rotated while stopped; reading the rest of the rotated file", "rotated", name, "position", p.String())
 		r.cur = old
 		return nil
+	}
+	if g := findCompressed(r.path, p); g != nil {
+		r.log.Info("log rotated and compressed while stopped; reading the rest of the compressed file", "rotated", g.name, "position", p.String())
+		cerr := r.catchUpCompressed(ctx, g, p)
+		g.Close()
+		if ctx.Err() != nil {
+			return cerr
+		}
+		if cerr != nil {
+			r.log.Warn("reading the compressed rotated file failed; the rest of it is lost", "rotated", g.name, "err", cerr)
+		}
+		if err != nil {
+			return nil // step waits for the new file
+		}
+		return r.open(0)
 	}
 	r.log.Warn("log rotated or truncated while stopped and the old file was not found; lines written to it after the saved position are lost", "position", p.String())
 	if err != nil {

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,6 +166,36 @@ func TestFileResumeAfterRotation(t *testing.T) {
 			}
 			appendFile(t, path, numbered(20, 60)) // grows past the old offset
 		}, [2]int{20, 60}},
+		{"rename, then compressed (no delaycompress)", func(t *testing.T, path string) {
+			appendFile(t, path, numbered(10, 20))
+			if err := os.Rename(path, path+".1"); err != nil {
+				t.Fatal(err)
+			}
+			gzipFile(t, path+".1", path+".1.gz", 0)
+			appendFile(t, path, numbered(20, 25))
+		}, [2]int{10, 25}},
+		{"dateext, compressed, beside an older compressed file", func(t *testing.T, path string) {
+			appendFile(t, path, numbered(10, 20))
+			if err := os.WriteFile(path+".2", []byte(numbered(100, 200)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			gzipFile(t, path+".2", path+"-20261123.gz", 0)
+			if err := os.Rename(path, path+"-20261124"); err != nil {
+				t.Fatal(err)
+			}
+			gzipFile(t, path+"-20261124", path+"-20261124.gz", 0)
+			appendFile(t, path, numbered(20, 25))
+		}, [2]int{10, 25}},
+		{"compressed, but another file", func(t *testing.T, path string) {
+			if err := os.WriteFile(path+".1", []byte(numbered(100, 200)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			gzipFile(t, path+".1", path+".1.gz", 0)
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, path, numbered(20, 25))
+		}, [2]int{20, 25}},
 		{"rotated away, no rotated file left", func(t *testing.T, path string) {
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
@@ -191,6 +222,91 @@ func TestFileResumeAfterRotation(t *testing.T) {
 				t.Errorf("got %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// gzipFile compresses from into to as logrotate's compress does, and
+// removes from. cut > 0 keeps only the first cut bytes of the result: a
+// damaged file.
+func gzipFile(t *testing.T, from, to string, cut int) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := z.Bytes()
+	if cut > 0 {
+		out = out[:cut]
+	}
+	if err := os.WriteFile(to, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(from); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFileResumeInCompressed stops the source while it reads a compressed
+// rotated file and checks that the next start goes on from there; then
+// that a damaged compressed file gives what it holds, no cut line, and
+// the new file after it.
+func TestFileResumeInCompressed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	appendFile(t, path, "")
+	r := runSource(t, newTestFile(t, path, nil))
+	time.Sleep(3 * testPoll)
+	appendFile(t, path, numbered(0, 10))
+	lines := r.waitLines(10)
+	r.stop()
+	appendFile(t, path, numbered(10, 2000))
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	gzipFile(t, path+".1", path+".1.gz", 0)
+	appendFile(t, path, numbered(2000, 2005))
+
+	r2 := runSource(t, newTestFile(t, path, lines[9].Pos))
+	got := r2.waitLines(1995)
+	r2.stop()
+	// As if stopped half-way: resume from a position in the compressed file.
+	r3 := runSource(t, newTestFile(t, path, got[999].Pos))
+	r3.waitLines(995)
+	time.Sleep(3 * testPoll)
+	want := strings.Split(strings.TrimSuffix(numbered(1010, 2005), "\n"), "\n")
+	if got := r3.texts(); !slices.Equal(got, want) {
+		t.Errorf("resumed in the compressed file: got %d lines %q..., want %d from %q", len(got), trunc(got[:min(3, len(got))]), len(want), want[0])
+	}
+
+	// Damaged: only the first part of the compressed stream is there.
+	path = filepath.Join(t.TempDir(), "mail.log")
+	appendFile(t, path, "")
+	r = runSource(t, newTestFile(t, path, nil))
+	time.Sleep(3 * testPoll)
+	appendFile(t, path, numbered(0, 10))
+	lines = r.waitLines(10)
+	r.stop()
+	appendFile(t, path, numbered(10, 5000))
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	gzipFile(t, path+".1", path+".1.gz", 4000)
+	appendFile(t, path, numbered(5000, 5005))
+	r4 := runSource(t, newTestFile(t, path, lines[9].Pos))
+	r4.waitLines(5)
+	time.Sleep(3 * testPoll)
+	texts := r4.texts()
+	if len(texts) < 5 || !slices.Equal(texts[len(texts)-5:], strings.Split(strings.TrimSuffix(numbered(5000, 5005), "\n"), "\n")) {
+		t.Fatalf("damaged compressed file: the new file's lines did not follow: %q", trunc(texts[max(0, len(texts)-6):]))
+	}
+	old := texts[:len(texts)-5]
+	if want := strings.Split(strings.TrimSuffix(numbered(10, 10+len(old)), "\n"), "\n"); len(old) == 0 || !slices.Equal(old, want) {
+		t.Errorf("damaged compressed file gave %d lines, not the file's lines 10.. in order: %q", len(old), trunc(old[max(0, len(old)-2):]))
 	}
 }
 

@@ -335,7 +335,7 @@ func headHash(path string, n int, h uint64) (bool, error) {
 
 // rotatedNames lists where logrotate may have put the old file: name.1
 // (plain or delaycompress) and name-DATE (dateext). Compressed ones cannot
-// be read from an offset and are left out.
+// be read from an offset: findCompressed looks at those.
 func rotatedNames(path string) []string {
 	names := []string{path + ".1", path + ".0"}
 	more, _ := filepath.Glob(path + "-*")
