@@ -1,6 +1,7 @@
 package jails
 
 import (
+	"math/bits"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,12 @@ type group struct {
 	always bool
 	wm     *wuManber  // when every literal is long enough to skip on
 	ac     *automaton // otherwise
+	// litJails[id] has bit i set if jails[i] has a failregex or
+	// successregex that literal id lets run, and anyJails the jails that
+	// have one with no literal: a line visits only the jails its literals
+	// name, not all of them. nil with more than 64 jails.
+	litJails []uint64
+	anyJails uint64
 }
 
 type mjail struct {
@@ -148,6 +155,21 @@ func newGroup(js []*Jail) *group {
 	}
 	shareSlots(g.jails)
 	g.nlit = len(lits)
+	if len(g.jails) <= 64 {
+		g.litJails = make([]uint64, len(lits))
+		for i, mj := range g.jails {
+			for _, ps := range [][]mpattern{mj.fail, mj.success} {
+				for _, p := range ps {
+					if len(p.ids) == 0 {
+						g.anyJails |= 1 << i
+					}
+					for _, id := range p.ids {
+						g.litJails[id] |= 1 << i
+					}
+				}
+			}
+		}
+	}
 	if g.wm = newWuManber(lits); g.wm == nil {
 		g.ac = newAutomaton(lits)
 	}
@@ -235,7 +257,19 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 		}
 		dst = append(dst, Hit{Jail: j, Addr: c.addr, User: c.user, Time: when, Line: line, Count: c.count, Pass: c.pass, Success: success})
 	}
+	visit := ^uint64(0)
+	if seen != nil && g.litJails != nil {
+		visit = g.anyJails
+		for w, word := range seen {
+			for ; word != 0; word &= word - 1 {
+				visit |= g.litJails[w*64+bits.TrailingZeros64(word)]
+			}
+		}
+	}
 	for i := range g.jails {
+		if i < 64 && visit&(1<<i) == 0 {
+			continue // none of its patterns can match: no literal of theirs
+		}
 		mj := &g.jails[i]
 		res := noMatch
 		for k := range mj.fail {
