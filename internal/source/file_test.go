@@ -257,21 +257,8 @@ func gzipFile(t *testing.T, from, to string, cut int) {
 // that a damaged compressed file gives what it holds, no cut line, and
 // the new file after it.
 func TestFileResumeInCompressed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "mail.log")
-	appendFile(t, path, "")
-	r := runSource(t, newTestFile(t, path, nil))
-	time.Sleep(3 * testPoll)
-	appendFile(t, path, numbered(0, 10))
-	lines := r.waitLines(10)
-	r.stop()
-	appendFile(t, path, numbered(10, 2000))
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	gzipFile(t, path+".1", path+".1.gz", 0)
-	appendFile(t, path, numbered(2000, 2005))
-
-	r2 := runSource(t, newTestFile(t, path, lines[9].Pos))
+	path, resume := compressedWhileStopped(t, 2000, 0)
+	r2 := runSource(t, newTestFile(t, path, resume))
 	got := r2.waitLines(1995)
 	r2.stop()
 	// As if stopped half-way: resume from a position in the compressed file.
@@ -284,20 +271,8 @@ func TestFileResumeInCompressed(t *testing.T) {
 	}
 
 	// Damaged: only the first part of the compressed stream is there.
-	path = filepath.Join(t.TempDir(), "mail.log")
-	appendFile(t, path, "")
-	r = runSource(t, newTestFile(t, path, nil))
-	time.Sleep(3 * testPoll)
-	appendFile(t, path, numbered(0, 10))
-	lines = r.waitLines(10)
-	r.stop()
-	appendFile(t, path, numbered(10, 5000))
-	if err := os.Rename(path, path+".1"); err != nil {
-		t.Fatal(err)
-	}
-	gzipFile(t, path+".1", path+".1.gz", 4000)
-	appendFile(t, path, numbered(5000, 5005))
-	r4 := runSource(t, newTestFile(t, path, lines[9].Pos))
+	path, resume = compressedWhileStopped(t, 5000, 4000)
+	r4 := runSource(t, newTestFile(t, path, resume))
 	r4.waitLines(5)
 	time.Sleep(3 * testPoll)
 	texts := r4.texts()
@@ -308,6 +283,28 @@ func TestFileResumeInCompressed(t *testing.T) {
 	if want := strings.Split(strings.TrimSuffix(numbered(10, 10+len(old)), "\n"), "\n"); len(old) == 0 || !slices.Equal(old, want) {
 		t.Errorf("damaged compressed file gave %d lines, not the file's lines 10.. in order: %q", len(old), trunc(old[max(0, len(old)-2):]))
 	}
+}
+
+// compressedWhileStopped runs a source over lines 0..9 of a new log and
+// stops it; then lines 10..n-1 go to the log, which is rotated to .1 and
+// gzip-compressed (cut to cut bytes if cut > 0), and lines n..n+4 go to a
+// new log. It returns the log's path and the position after line 9.
+func compressedWhileStopped(t *testing.T, n, cut int) (string, []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mail.log")
+	appendFile(t, path, "")
+	r := runSource(t, newTestFile(t, path, nil))
+	time.Sleep(3 * testPoll)
+	appendFile(t, path, numbered(0, 10))
+	lines := r.waitLines(10)
+	r.stop()
+	appendFile(t, path, numbered(10, n))
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	gzipFile(t, path+".1", path+".1.gz", cut)
+	appendFile(t, path, numbered(n, n+5))
+	return path, lines[9].Pos
 }
 
 func numbered(from, to int) string {
