@@ -34,21 +34,36 @@ ignore = []
 
 # Debian 12 has no rsyslog by default: Postfix and Dovecot log to the
 # journal only. One source for both, so each line is read once; the jails
-# in jails.d read "mail". A multi-instance Postfix (postfix-out/smtpd) needs
-# its identifiers added here.
+# in jails.d read "mail", each only the lines of its own programs.
+# match picks the entries journalctl passes on; trust is who may have
+# written them. Any local user can log with SYSLOG_IDENTIFIER=postfix/smtpd
+# (`logger -t postfix/smtpd ...`), so an entry is read only when journald's
+# own fields, which the sender cannot set, name the mail services' units.
+# A multi-instance Postfix (postfix@postfix-out.service) needs its unit
+# added to both lists.
 source "journal" "mail" {
   match = [
-    "SYSLOG_IDENTIFIER=postfix/smtpd",
-    "SYSLOG_IDENTIFIER=postfix/submission/smtpd",
-    "SYSLOG_IDENTIFIER=postfix/smtps/smtpd",
-    "SYSLOG_IDENTIFIER=postfix/postscreen",
-    "SYSLOG_IDENTIFIER=dovecot",
+    "_SYSTEMD_UNIT=postfix@-.service",
+    "_SYSTEMD_UNIT=dovecot.service",
+  ]
+  trust = [
+    "_SYSTEMD_UNIT=postfix@-.service",
+    "_SYSTEMD_UNIT=dovecot.service",
   ]
 }
 
 # With rsyslog writing /var/log/mail.log, read the file instead: delete the
-# journal source above and uncomment this line. The jails are the same.
+# journal source above and uncomment this line. The jails are the same. A
+# log file cannot say who wrote a line: any local user can reach syslog, so
+# prefer the journal on hosts with untrusted local users.
 # source "file" "mail" { path = "/var/log/mail.log" }
+#
+# Dovecot's own log file (log_path in dovecot.conf) has its own layout:
+# source "file" "dovecot-log" {
+#   path   = "/var/log/dovecot.log"
+#   format = "dovecot"
+# }
+# and the dovecot jails then read sources = ["mail", "dovecot-log"].
 
 # Bans go into smtpban's own nftables table (family inet), on the mail
 # ports only. IMAP, POP3 and ManageSieve are listed because the dovecot jail

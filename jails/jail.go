@@ -11,9 +11,12 @@ import (
 
 // Jail is one compiled jail definition.
 type Jail struct {
-	Name        string
-	Enabled     bool
-	Sources     []string // names of the sources this jail reads
+	Name    string
+	Enabled bool
+	Sources []string // names of the sources this jail reads
+	// Programs are globs over a line's program (see GlobMatch): the jail
+	// reads only those programs' lines.
+	Programs    []string
 	Failregex   []*Pattern
 	Ignoreregex []*Pattern
 	// Successregex matches successful logins: a success of user U from an
@@ -46,8 +49,8 @@ type Hit struct {
 	Jail *Jail
 	Addr netip.Addr // unmapped
 	User string     // from (?P<user>...), if any
-	Time time.Time  // the line's own timestamp, else the read time
-	Line string
+	Time time.Time  // the line's own timestamp, else the read time; never after the read time
+	Line string     // the whole line, as read
 	// Count is how many failures the line stands for, from (?P<count>...)
 	// ("auth failed, 3 attempts"); 0 means 1. The counter caps it at the
 	// jail's MaxRetry.

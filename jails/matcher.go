@@ -4,7 +4,8 @@ import (
 	"math/bits"
 	"slices"
 	"sync/atomic"
-	"time"
+
+	"smtpban/internal/logline"
 )
 
 // Matcher matches log lines against a set of jails. It is safe for
@@ -46,6 +47,8 @@ type group struct {
 	// name, not all of them. nil with more than 64 jails.
 	litJails []uint64
 	anyJails uint64
+	// programs maps a line's program to the jails reading it.
+	programs programIndex
 }
 
 type mjail struct {
@@ -214,13 +217,12 @@ func shareSlots(jails []mjail) {
 const seenWords = 8
 
 // Match appends to dst a hit for every jail reading source (every jail if
-// source is "") that line fails. read is when the line was read; a hit's
-// time is the line's own timestamp when it has one. Within a jail the
-// first failregex that matches decides, and a matching ignoreregex
-// suppresses the jail's hit. A line no failregex of a jail matches may
-// match one of its successregexes: that gives a hit with Success set.
-// Hits share line's memory.
-func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
+// source is "") and l's program that l's message fails. Patterns run on the
+// message alone, anchored at its start. Within a jail the first failregex
+// that matches decides, and a matching ignoreregex suppresses the jail's
+// hit. A line no failregex of a jail matches may match one of its
+// successregexes: that gives a hit with Success set. Hits share l's memory.
+func (m *Matcher) Match(source string, l *logline.Line, dst []Hit) []Hit {
 	g := m.all
 	if source != "" {
 		g = m.bySource[source]
@@ -228,6 +230,11 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	if g == nil || len(g.jails) == 0 {
 		return dst
 	}
+	readers := g.programs.mask(l.Program, g.jails)
+	if readers == 0 && len(g.jails) <= 64 {
+		return dst // most lines of a mail log: qmgr, cleanup, smtp...
+	}
+	line := l.Message
 	var small [seenWords]uint64
 	var seen []uint64
 	if m.prefilter && g.nlit > 0 {
@@ -249,26 +256,26 @@ func (m *Matcher) Match(source, line string, read time.Time, dst []Hit) []Hit {
 	n0 := len(dst)
 	var bad, ignored bool
 	var failures, successes int
-	var when time.Time
 	var mm memo
 	hit := func(j *Jail, c capture, success bool) {
-		if when.IsZero() {
-			when = LineTime(line, read)
-		}
-		dst = append(dst, Hit{Jail: j, Addr: c.addr, User: c.user, Time: when, Line: line, Count: c.count, Pass: c.pass, Success: success})
+		dst = append(dst, Hit{Jail: j, Addr: c.addr, User: c.user, Time: l.Time(), Line: l.Raw, Count: c.count, Pass: c.pass, Success: success})
 	}
-	visit := ^uint64(0)
+	visit := readers
 	if seen != nil && g.litJails != nil {
-		visit = g.anyJails
+		lit := g.anyJails
 		for w, word := range seen {
 			for ; word != 0; word &= word - 1 {
-				visit |= g.litJails[w*64+bits.TrailingZeros64(word)]
+				lit |= g.litJails[w*64+bits.TrailingZeros64(word)]
 			}
 		}
+		visit &= lit
 	}
 	for i := range g.jails {
 		if i < 64 && visit&(1<<i) == 0 {
-			continue // none of its patterns can match: no literal of theirs
+			continue // not its program, or none of its literals
+		}
+		if i >= 64 && !MatchesAny(g.jails[i].jail.Programs, l.Program) {
+			continue
 		}
 		mj := &g.jails[i]
 		res := noMatch

@@ -100,7 +100,10 @@ func compile(expr string, submatches bool) (*Pattern, error) {
 	if _, err := syntax.Parse(expr, syntax.Perl); err != nil {
 		return nil, regexError(err)
 	}
-	expanded := expandHost(expr)
+	// Anchored at the message's start: what follows the server's fixed
+	// text may be the client's, and a pattern that could start there
+	// would let a client write the whole line it matches.
+	expanded := "^(?:" + expandHost(expr) + ")"
 	tree, err := syntax.Parse(expanded, syntax.Perl)
 	if err != nil {
 		return nil, regexError(err)

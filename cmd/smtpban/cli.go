@@ -51,7 +51,7 @@ func commands() []command {
 		{"allow", "[-for DUR] [-json] ADDR|PREFIX | -list [-json] [-utc] | -remove ADDR|PREFIX", "the runtime allow list; allowing lifts bans", runAllow},
 		{"reload", "[-json]", "re-read the config; an invalid one is rejected and the running one stays", runReload},
 		{"check", "[-json] [FILE]", "check a config without a daemon", runCheck},
-		{"replay", "[-jail NAME]... [-json] FILE...", "run the jails over log files offline", runReplay},
+		{"replay", "[-jail NAME]... [-json] [-format F] FILE...", "run the jails over log files offline", runReplay},
 		{"version", "[-json]", "client and daemon versions", runVersion},
 	}
 }

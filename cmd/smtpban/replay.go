@@ -13,6 +13,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	var jails stringsFlag
 	fs.Var(&jails, "jail", "run only this jail (repeatable; default: every jail)")
 	jsonOut := fs.Bool("json", false, "one JSON object per match and per ban")
+	format := fs.String("format", "", "the files' layout: syslog, dovecot (Dovecot's log_path) or exim (Exim's main log); default: that of the config's file source with the same path, else syslog")
 	files, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -27,5 +28,5 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		}
 		return errReported
 	}
-	return replay.Run(ctx, replay.Options{Config: cfg, Jails: jails, Files: files, JSON: *jsonOut, Out: e.stdout})
+	return replay.Run(ctx, replay.Options{Config: cfg, Jails: jails, Files: files, JSON: *jsonOut, Out: e.stdout, Format: *format})
 }

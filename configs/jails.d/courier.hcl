@@ -9,24 +9,27 @@ source "file" "courier" {
 # IMAP/POP3 login failures ("imapd: LOGIN FAILED, user=alice,
 # ip=[::ffff:203.0.113.7]") and SMTP AUTH failures ("courieresmtpd:
 # error,relay=::ffff:203.0.113.7,msg=\"535 Authentication failed.\"").
-# The user name is the client's own text and is logged as given: the
-# address is the last ip=[...] on the line, so a user name holding a fake
-# "ip=[1.2.3.4]" cannot choose it.
+# Client text: the user name, logged as given: the address is the last
+# ip=[...] on the line and only port= and protocol= may follow it, so a user
+# name holding a fake "ip=[1.2.3.4]" cannot choose it. courieresmtpd's
+# address comes right after "error,relay=", before any client text.
 # 5 in 1h -> banned 1h, doubling to 1w, as for the other login jails.
 jail "courier" {
-  source  = "courier"
-  enabled = false
+  source   = "courier"
+  programs = ["imapd", "imapd-ssl", "pop3d", "pop3d-ssl", "courierpop3login", "courierimaplogin", "courieresmtpd"]
+  enabled  = false
   failregex = [
-    "(?:imapd|pop3d|courierpop3login|courierimaplogin)(?:-ssl)?(?:\\[\\d+\\])?: LOGIN FAILED, (?:user=(?P<user>.*), )?(?:method=[-\\w]+, )?ip=\\[<HOST>\\](?:, port=\\[\\d+\\])?\\s*$",
-    "courieresmtpd(?:\\[\\d+\\])?: error,relay=<HOST>,(?:ident=[^,]*,)?msg=\"535 Authentication failed\\.\"",
+    "LOGIN FAILED, (?:user=(?P<user>.*), )?(?:method=[-\\w]+, )?ip=\\[<HOST>\\](?:, port=\\[\\d+\\])?\\s*$",
+    "error,relay=<HOST>,(?:ident=[^,]*,)?msg=\"535 Authentication failed\\.\"",
   ]
   # A successful login clears that address's failures for that user only.
   successregex = [
-    "(?:imapd|pop3d|courierpop3login|courierimaplogin)(?:-ssl)?(?:\\[\\d+\\])?: LOGIN, user=(?P<user>.*), ip=\\[<HOST>\\], port=\\[\\d+\\], protocol=\\w+\\s*$",
+    "LOGIN, user=(?P<user>.*), ip=\\[<HOST>\\], port=\\[\\d+\\], protocol=\\w+\\s*$",
   ]
   maxretry = 5
   findtime = "1h"
   bantime  = "1h"
+  key      = "ip6/64"
   bantime_increment {
     factor = 2
     max    = "1w"

@@ -1,8 +1,9 @@
 # Dovecot jails. They read the "mail" source of smtpban.hcl: the journal or
-# the syslog layout ("HOST dovecot[PID]: imap-login: ..."), and also
-# Dovecot's own log_path layout, which has no host and no "dovecot" ident
-# ("Nov 24 16:04:03 imap-login: Info: ...", "auth: Info: ..."): the regexes
-# start at the process name, so both match.
+# the syslog layout ("HOST dovecot[PID]: imap-login: ..."), whose program is
+# "dovecot"; a file source with format = "dovecot" reads Dovecot's own
+# log_path layout ("Nov 24 16:04:03 imap-login: Info: ...") and gives its
+# lines the same program. Patterns start at the process name, which Dovecot
+# writes, and allow the "Info: " that only log_path has.
 #
 # Counting each attempt once: when Postfix authenticates SMTP clients
 # through Dovecot, one failed AUTH is logged twice, by Postfix ("SASL LOGIN
@@ -19,25 +20,31 @@
 # session, for every user Dovecot refused (wrong password or unknown user,
 # pam, sql, ldap or passwd-file alike), logged without auth_verbose. The
 # line says how many attempts the session made ("auth failed, 3 attempts")
-# and each counts. The address is the last rip= on the line: only the user
-# name before it is the client's own text.
+# and each counts.
+# Client text: the user name in user=<...>, which Dovecot logs with its
+# spaces, commas and '>' kept, so it can spell a whole fake "rip=". The
+# address is the last rip= on the line, and only fields Dovecot writes
+# itself may follow it (lip=, mpid=, the TLS state, session=<id>), up to
+# the end of the line.
 # 5 attempts in 1h -> banned 1h, doubling to 1w: as for SMTP AUTH, slow
 # guessing is the common case, and 5 leaves room for a mistyped password.
 jail "dovecot" {
-  source  = "mail"
-  enabled = true
+  source   = "mail"
+  programs = ["dovecot"]
+  enabled  = true
   failregex = [
-    "(?:imap|pop3|submission|managesieve)-login: (?:Info: )?(?:Disconnected|Aborted login|Login aborted)[^(]*\\(auth failed, (?P<count>\\d+) attempts(?: in \\d+ secs)?\\)[^:]*: (?:user=<(?P<user>[^>]*)>, )?.*\\brip=<HOST>(?:,|$)",
+    "(?:imap|pop3|submission|managesieve)-login: (?:Info: )?(?:Disconnected|Aborted login|Login aborted)[^(]*\\(auth failed, (?P<count>\\d+) attempts(?: in \\d+ secs)?\\)[^:]*: (?:user=<(?P<user>.*)>, )?.*\\brip=<HOST>(?:, lip=[^,\\s]*)?(?:, mpid=\\d+)?(?:, [^=<>]*)?(?:, session=<[^<>]*>)?$",
   ]
   # A successful login of alice clears that address's failures for alice
   # only: an office behind one NAT address whose phone keeps a stale
   # password is not banned while alice's laptop logs in fine.
   successregex = [
-    "(?:imap|pop3|submission|managesieve)-login: (?:Info: )?Login: user=<(?P<user>[^>]*)>, .*\\brip=<HOST>(?:,|$)",
+    "(?:imap|pop3|submission|managesieve)-login: (?:Info: )?Login: user=<(?P<user>.*)>, .*\\brip=<HOST>(?:, lip=[^,\\s]*)?(?:, mpid=\\d+)?(?:, [^=<>]*)?(?:, session=<[^<>]*>)?$",
   ]
   maxretry = 5
   findtime = "1h"
   bantime  = "1h"
+  key      = "ip6/64"
   bantime_increment {
     factor = 2
     max    = "1w"
@@ -54,26 +61,30 @@ jail "dovecot" {
 # not a guesser. Use it INSTEAD of "dovecot" and, where Postfix
 # authenticates through Dovecot, of "postfix-sasl" (set their enabled =
 # false): together they would see one attempt in two jails.
+# Client text: the user name inside "passwd-file(USER,ADDR)", logged with
+# its commas and parentheses, and the password when auth_verbose_passwords
+# = plain. The address is the last ",ADDR" before a "): REASON" that ends
+# the line, so a user name spelling ",192.0.2.9): Password mismatch" is
+# followed by the real ",ADDR): ..." and never read as the address. With
+# several passdbs, a miss that passes the request on ("... - trying the next
+# passdb") does not end the line with the reason, so it is no failure yet.
 jail "dovecot-auth" {
-  source  = "mail"
-  enabled = false
+  source   = "mail"
+  programs = ["dovecot", "postfix*/*smtpd"]
+  enabled  = false
   failregex = [
-    "auth(?:-worker)?(?:\\([^)]*\\))?: (?:Info: )?(?:passwd-file|pam|sql|ldap|shadow|passwd|checkpassword|bsdauth|static)\\((?P<user>[^,()]*),<HOST>(?:,<[^>]*>)?\\): (?:Password mismatch|unknown user|invalid credentials|pam_authenticate\\(\\) failed: [^(]*(?:\\([^)]*\\))?)(?: \\((?:SHA1 of )?given password: (?P<pass>[^)]*)\\))?",
-  ]
-  # With several passdbs, a miss in one that passes the request on is not
-  # a failure yet.
-  ignoreregex = [
-    " - trying the next (?:passdb|userdb)",
+    "auth(?:-worker)?(?:\\([^)]*\\))?: (?:Info: )?(?:passwd-file|pam|sql|ldap|shadow|passwd|checkpassword|bsdauth|static)\\((?P<user>.*),<HOST>(?:,<[^<>]*>)?\\): (?:Password mismatch|unknown user|invalid credentials|pam_authenticate\\(\\) failed: [^()]*(?:\\([^()]*\\))?)(?: \\((?:SHA1 of )?given password: (?P<pass>[^)]*)\\))?$",
   ]
   # Successes: Dovecot logs IMAP/POP3 logins; SMTP AUTH successes are
   # logged only by Postfix.
   successregex = [
-    "(?:imap|pop3|submission|managesieve)-login: (?:Info: )?Login: user=<(?P<user>[^>]*)>, .*\\brip=<HOST>(?:,|$)",
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: [0-9A-Za-z]+: client=[^\\s\\[]*\\[<HOST>\\](?::\\d+)?, sasl_method=[-\\w]+, sasl_username=(?P<user>[^\\s,]+)",
+    "(?:imap|pop3|submission|managesieve)-login: (?:Info: )?Login: user=<(?P<user>.*)>, .*\\brip=<HOST>(?:, lip=[^,\\s]*)?(?:, mpid=\\d+)?(?:, [^=<>]*)?(?:, session=<[^<>]*>)?$",
+    "[0-9A-Za-z]+: client=[^\\s\\[]*\\[<HOST>\\](?::\\d+)?, sasl_method=[-\\w]+, sasl_username=(?P<user>[^,]*)",
   ]
   maxretry = 5
   findtime = "1h"
   bantime  = "1h"
+  key      = "ip6/64"
   bantime_increment {
     factor = 2
     max    = "1w"

@@ -1,7 +1,16 @@
 # Postfix jails. They read the "mail" source of smtpban.hcl: the journal on
-# Debian 12 (lines "HOST IDENT[PID]: MESSAGE") or /var/log/mail.log (the same
-# with a date in front); the regexes match anywhere in the line, so both work.
-# smtpd runs as postfix/smtpd, postfix/submission/smtpd, postfix/smtps/smtpd.
+# Debian 12 or /var/log/mail.log. Each jail reads only the lines of the
+# programs it names (smtpd runs as postfix/smtpd, postfix/submission/smtpd,
+# postfix/submissions/smtpd, postfix/smtps/smtpd, postfix-INSTANCE/smtpd),
+# and its patterns are matched against the message alone, from its start.
+#
+# What a client controls in these lines, and how the patterns stay clear of
+# it: the address always comes from smtpd's own "name[addr]" at a fixed
+# place near the start. The name is the client's reverse DNS name, which
+# Postfix accepts only when it is a valid host name (no space, no '['); the
+# rest of the line (SASL user name, MAIL FROM and RCPT TO addresses, HELO,
+# the text of unknown commands) follows the address, and no pattern reads an
+# address from it.
 
 # SMTP AUTH guessing, every mechanism (LOGIN, PLAIN, CRAM-MD5, DIGEST-MD5,
 # also spelled in lower case by some clients), both the old form ending in
@@ -9,31 +18,36 @@
 # UGFzc3dvcmQ6", "failed: authentication failure") and the one Postfix 3.9
 # added and backported to 3.5.22, 3.6.12, 3.7.8 and 3.8.3 ("failed: (reason
 # unavailable), sasl_username=alice"), which names the user.
+# Client text: the user name after "sasl_username=", always last.
 # One line per failed AUTH command: the per-session summary at disconnect
 # ("auth=0/3") is not matched, or each attempt would count twice.
 # 5 failures in 1h -> banned 1h, doubling to 1w for repeat offenders: slow
 # brute force is the common case, and a short window misses it; 5 leaves a
-# user who mistypes room for a few tries.
+# user who mistypes room for a few tries. IPv6 clients are counted per /64:
+# one host has a whole /64 to hop around in.
 jail "postfix-sasl" {
-  source  = "mail"
-  enabled = true
+  source   = "mail"
+  programs = ["postfix*/*smtpd"]
+  enabled  = true
   failregex = [
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: warning: [^\\s\\[]*\\[<HOST>\\]: SASL [-\\w]+ authentication failed: [^,]*(?:, sasl_username=(?P<user>[^\\s,]+))?",
+    "warning: [^\\s\\[]*\\[<HOST>\\]: SASL [-\\w]+ authentication failed: [^,]*(?:, sasl_username=(?P<user>[^,]*))?",
   ]
   # A successful AUTH ("client=...[addr], sasl_method=PLAIN,
   # sasl_username=alice") clears that address's failures for alice only:
   # failures logged without a user (before 3.5.22) stay.
   successregex = [
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: [0-9A-Za-z]+: client=[^\\s\\[]*\\[<HOST>\\](?::\\d+)?, sasl_method=[-\\w]+, sasl_username=(?P<user>[^\\s,]+)",
+    "[0-9A-Za-z]+: client=[^\\s\\[]*\\[<HOST>\\](?::\\d+)?, sasl_method=[-\\w]+, sasl_username=(?P<user>[^,]*)",
   ]
   # The auth server being down or a client asking for a mechanism we do
-  # not offer is not a guess.
+  # not offer is not a guess. Matched where smtpd writes the reason, before
+  # any client text.
   ignoreregex = [
-    "authentication failed: (?:Connection lost to authentication server|Invalid authentication mechanism)",
+    "warning: [^\\s\\[]*\\[[^\\]]*\\]: SASL [-\\w]+ authentication failed: (?:Connection lost to authentication server|Invalid authentication mechanism)",
   ]
   maxretry = 5
   findtime = "1h"
   bantime  = "1h"
+  key      = "ip6/64"
   bantime_increment {
     factor = 2
     max    = "1w"
@@ -43,15 +57,20 @@ jail "postfix-sasl" {
 # Relay probing: an unauthenticated client asking us to relay. A real user
 # with a misconfigured client trips it once or twice, a prober many times:
 # 3 in 1h -> banned 1d, doubling to 4w.
+# Client text: the recipient in <...> and everything after the reason
+# (from=<...>, to=<...>, helo=<...>). A recipient that spells "Relay access
+# denied" can only get its own sender counted.
 jail "postfix-relay" {
-  source  = "mail"
-  enabled = true
+  source   = "mail"
+  programs = ["postfix*/*smtpd"]
+  enabled  = true
   failregex = [
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: (?:NOQUEUE|[0-9A-Za-z]+): reject: RCPT from [^\\s\\[]*\\[<HOST>\\]: [45]\\d\\d [^;]*Relay access denied",
+    "(?:NOQUEUE|[0-9A-Za-z]+): reject: RCPT from [^\\s\\[]*\\[<HOST>\\]: [45]\\d\\d [45]\\.\\d+\\.\\d+ <.*>: Relay access denied;",
   ]
   maxretry = 3
   findtime = "1h"
   bantime  = "1d"
+  key      = "ip6/64"
   bantime_increment {
     factor = 2
     max    = "4w"
@@ -61,30 +80,37 @@ jail "postfix-relay" {
 # Off by default: unknown recipients (dictionary harvesting), HELO and
 # sender rejects, pipelining and errors after AUTH also come from broken
 # but honest senders; turn it on once `smtpban replay` shows it is safe here.
+# Client text: the address in <...>, the commands after "pipelining after",
+# everything after the address.
 # 10 in 10m -> banned 1h.
 jail "postfix-reject" {
-  source  = "mail"
-  enabled = false
+  source   = "mail"
+  programs = ["postfix*/*smtpd"]
+  enabled  = false
   failregex = [
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: (?:NOQUEUE|[0-9A-Za-z]+): reject: (?:RCPT|MAIL|EHLO|HELO|VRFY) from [^\\s\\[]*\\[<HOST>\\]: [45]\\d\\d [^;]*(?:Recipient address rejected: User unknown|Helo command rejected|Sender address rejected)",
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: improper command pipelining after \\S+ from [^\\s\\[]*\\[<HOST>\\]",
-    "postfix[^\\s/\\[]*/(?:[^\\s/\\[]+/)?smtpd(?:\\[\\d+\\])?: (?:too many errors|lost connection) after AUTH from [^\\s\\[]*\\[<HOST>\\]",
+    "(?:NOQUEUE|[0-9A-Za-z]+): reject: (?:RCPT|MAIL|EHLO|HELO|VRFY) from [^\\s\\[]*\\[<HOST>\\]: [45]\\d\\d [45]\\.\\d+\\.\\d+ <.*>: (?:Recipient address rejected: User unknown|Helo command rejected|Sender address rejected)",
+    "improper command pipelining after \\S+ from [^\\s\\[]*\\[<HOST>\\]",
+    "(?:too many errors|lost connection) after AUTH from [^\\s\\[]*\\[<HOST>\\]",
   ]
   maxretry = 10
   findtime = "10m"
   bantime  = "1h"
+  key      = "ip6/64"
 }
 
 # Off by default (only for hosts running postscreen): bots that talk before
 # the greeting, hang up, or score on DNS blocklists. 3 in 1h -> banned 1h.
+# Client text: what a bot said before the greeting, after "[addr]:port: ".
 jail "postscreen" {
-  source  = "mail"
-  enabled = false
+  source   = "mail"
+  programs = ["postfix*/postscreen"]
+  enabled  = false
   failregex = [
-    "postfix[^\\s/\\[]*/postscreen(?:\\[\\d+\\])?: (?:PREGREET \\d+|HANGUP) after [\\d.]+ from \\[<HOST>\\]:\\d+",
-    "postfix[^\\s/\\[]*/postscreen(?:\\[\\d+\\])?: DNSBL rank \\d+ for \\[<HOST>\\]:\\d+",
+    "(?:PREGREET \\d+|HANGUP) after [\\d.]+ from \\[<HOST>\\]:\\d+",
+    "DNSBL rank \\d+ for \\[<HOST>\\]:\\d+",
   ]
   maxretry = 3
   findtime = "1h"
   bantime  = "1h"
+  key      = "ip6/64"
 }

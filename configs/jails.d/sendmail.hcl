@@ -5,20 +5,23 @@ source "file" "sendmail" {
   path = "/var/log/mail.log"
 }
 
-# SMTP AUTH guessing. Sendmail logs the client's user name before the real
-# relay=, and an attacker can put "relay=[1.2.3.4]" into that name: the
-# pattern takes the last relay= on the line. 5 in 1h -> banned 1h, doubling
-# to 1w.
+# SMTP AUTH guessing. Sendmail (sm-mta on Debian) logs "QUEUEID: AUTH
+# failure (MECH): REASON, user=NAME, relay=HOST [ADDR]".
+# Client text: the user name, before the real relay=, which may hold
+# "relay=[1.2.3.4]": the pattern takes the last relay= and nothing may
+# follow it but "(may be forged)". 5 in 1h -> banned 1h, doubling to 1w.
 jail "sendmail-auth" {
-  source  = "sendmail"
-  enabled = false
+  source   = "sendmail"
+  programs = ["sm-mta", "sendmail"]
+  enabled  = false
   failregex = [
-    "AUTH failure \\([^)]*\\): .*?(?:user=(?P<user>.*), )?relay=(?:[^\\s\\[]+ )?\\[(?:IPv6:)?<HOST>\\](?: \\(may be forged\\))?\\s*$",
-    ": (?:[^\\s\\[]+ )?\\[(?:IPv6:)?<HOST>\\](?: \\(may be forged\\))?: possible SMTP attack: command=AUTH",
+    "(?:[0-9A-Za-z]+: )?AUTH failure \\([^)]*\\): .*?(?:user=(?P<user>.*), )?relay=(?:[^\\s\\[]+ )?\\[(?:IPv6:)?<HOST>\\](?: \\(may be forged\\))?\\s*$",
+    "(?:[0-9A-Za-z]+: )?(?:[^\\s\\[]+ )?\\[(?:IPv6:)?<HOST>\\](?: \\(may be forged\\))?: possible SMTP attack: command=AUTH",
   ]
   maxretry = 5
   findtime = "1h"
   bantime  = "1h"
+  key      = "ip6/64"
   bantime_increment {
     factor = 2
     max    = "1w"

@@ -5,6 +5,7 @@ package config
 
 import (
 	"net/netip"
+	"smtpban/internal/logline"
 	"time"
 
 	"smtpban/jails"
@@ -40,6 +41,12 @@ type Source struct {
 	Name  string
 	Path  string   // file
 	Match []string // journal: FIELD=value matches
+	// Format is a file's layout (logline.Syslog, Dovecot, Exim).
+	Format logline.Format
+	// Trust (journal) are trusted-field matches, "_FIELD=value": an entry
+	// is read only if it matches one. Trusted fields are set by journald
+	// from the sender's credentials, not by the sender.
+	Trust []string
 	// journal: a directory or file of journal files instead of the system
 	// journal (tests, and reading another machine's journal).
 	Directory string

@@ -26,6 +26,7 @@ var jailSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "source"},
 		{Name: "sources"},
+		{Name: "programs"},
 		{Name: "enabled"},
 		{Name: "failregex", Required: true},
 		{Name: "ignoreregex"},
@@ -75,6 +76,7 @@ func (l *loader) jail(b *hcl.Block) {
 		j.Enabled, _ = l.boolean(a.Expr, "enabled")
 	}
 	l.jailSources(def, b, attrs)
+	l.jailPrograms(def, b, attrs)
 	if a, ok := attrs["failregex"]; ok {
 		j.Failregex = l.patterns(a.Expr, "failregex", jails.CompileFailregex)
 		if es, hds := hcl.ExprList(a.Expr); len(es) == 0 && !hds.HasErrors() {
@@ -143,6 +145,31 @@ func (l *loader) jailSources(def *jailDef, b *hcl.Block, attrs hcl.Attributes) {
 		}
 	default:
 		l.errorf(b.DefRange, "Missing source", "jail %q needs source = \"NAME\" (or sources = [...]) naming a source block", def.jail.Name)
+	}
+}
+
+// jailPrograms reads programs = ["postfix*/*smtpd"]: without it a jail
+// would read lines any program wrote, so it is required, and a glob that
+// matches every program is refused.
+func (l *loader) jailPrograms(def *jailDef, b *hcl.Block, attrs hcl.Attributes) {
+	a, ok := attrs["programs"]
+	if !ok {
+		l.errorf(b.DefRange, "Missing programs", "jail %q needs programs = [...]: globs over the programs whose lines it reads (e.g. \"postfix*/*smtpd\", \"dovecot\", \"exim\"); other programs' lines may quote a client's text", def.jail.Name)
+		return
+	}
+	ps, rs, _ := l.strList(a.Expr, "programs")
+	if len(ps) == 0 && len(rs) == 0 {
+		l.errorf(a.Expr.Range(), "Missing programs", "jail %q reads no program, so it can never match", def.jail.Name)
+	}
+	for i, p := range ps {
+		switch {
+		case jails.OnlyStars(p):
+			l.errorf(rs[i], "Invalid program", "%q matches every program: name the server's programs, e.g. \"postfix*/*smtpd\"", p)
+		case strings.ContainsAny(p, " \t[]:"):
+			l.errorf(rs[i], "Invalid program", "%q: a program (syslog ident) holds no space, '[', ']' or ':'", p)
+		default:
+			def.jail.Programs = append(def.jail.Programs, p)
+		}
 	}
 }
 

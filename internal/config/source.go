@@ -2,18 +2,21 @@ package config
 
 import (
 	"regexp"
+
 	"slices"
+	"smtpban/internal/logline"
 
 	"github.com/hashicorp/hcl/v2"
 )
 
 var fileSourceSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "path", Required: true}},
+	Attributes: []hcl.AttributeSchema{{Name: "path", Required: true}, {Name: "format"}},
 }
 
 var journalSourceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "match"},
+		{Name: "trust"},
 		{Name: "directory"},
 		{Name: "files"},
 	},
@@ -25,6 +28,10 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // journalMatchRE is a journalctl match, FIELD=value; "+" is journalctl's OR.
 var journalMatchRE = regexp.MustCompile(`^(\+|[A-Z_][A-Z0-9_]*=.*)$`)
+
+// trustRE is a trusted-field match: journald sets the fields that begin
+// with '_' from the sender's credentials (_SYSTEMD_UNIT, _UID, _COMM...).
+var trustRE = regexp.MustCompile(`^_[A-Z0-9_]+=.+$`)
 
 func (l *loader) checkName(what, name string, at hcl.Range) {
 	if len(name) > 64 || !nameRE.MatchString(name) {
@@ -49,6 +56,14 @@ func (l *loader) source(b *hcl.Block) {
 		if a, ok := content.Attributes["path"]; ok {
 			s.Path, _ = l.nonEmpty(a.Expr, "path")
 		}
+		if a, ok := content.Attributes["format"]; ok {
+			if f, ok := l.str(a.Expr, "format"); ok {
+				var err error
+				if s.Format, err = logline.ParseFormat(f); err != nil {
+					l.errorf(a.Expr.Range(), "Invalid format", "%v", err)
+				}
+			}
+		}
 	case "journal":
 		content, hds := b.Body.Content(journalSourceSchema)
 		l.diags = append(l.diags, fromHCL(hds)...)
@@ -64,6 +79,21 @@ func (l *loader) source(b *hcl.Block) {
 			}
 		} else {
 			l.warnf(b.DefRange, "Journal source without match", "source %q reads every journal entry of the host; add match = [\"SYSLOG_IDENTIFIER=...\"]", name)
+		}
+		if a, ok := attrs["trust"]; ok {
+			ts, rs, _ := l.strList(a.Expr, "trust")
+			for i, t := range ts {
+				if !trustRE.MatchString(t) {
+					l.errorf(rs[i], "Invalid trust", "%q: expected _FIELD=value naming a trusted field, e.g. _SYSTEMD_UNIT=postfix@-.service; fields without '_' are written by the sender", t)
+					continue
+				}
+				s.Trust = append(s.Trust, t)
+			}
+			if len(ts) == 0 {
+				l.errorf(a.Expr.Range(), "Missing trust", "source %q trusts no entry, so it reads nothing; name the units of the mail services, e.g. [\"_SYSTEMD_UNIT=postfix@-.service\", \"_SYSTEMD_UNIT=dovecot.service\"]", name)
+			}
+		} else {
+			l.errorf(b.DefRange, "Missing trust", "journal source %q needs trust = [\"_SYSTEMD_UNIT=...\"]: any local user can write an entry with any SYSLOG_IDENTIFIER, and only trusted fields say which service wrote it", name)
 		}
 		if a, ok := attrs["directory"]; ok {
 			s.Directory, _ = l.nonEmpty(a.Expr, "directory")

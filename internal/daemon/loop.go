@@ -58,11 +58,11 @@ func (d *Daemon) newSource(sc config.Source) source.Source {
 	resume := d.positions[sc.Name]
 	if sc.Kind == "journal" {
 		return source.NewJournal(source.JournalConfig{
-			Name: sc.Name, Match: sc.Match, Directory: sc.Directory, Files: sc.Files,
+			Name: sc.Name, Match: sc.Match, Trust: sc.Trust, Directory: sc.Directory, Files: sc.Files,
 			Resume: resume, Logger: logger, Now: d.now,
 		})
 	}
-	return source.NewFile(source.FileConfig{Name: sc.Name, Path: sc.Path, Resume: resume, Logger: logger, Now: d.now})
+	return source.NewFile(source.FileConfig{Name: sc.Name, Path: sc.Path, Format: sc.Format, Resume: resume, Logger: logger, Now: d.now})
 }
 
 // lineLoop applies reloads: the sources count their lines themselves
@@ -108,7 +108,7 @@ func (d *Daemon) handleLines(ctx context.Context, b []source.Line) {
 func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.hits = d.matcher.Match(l.Source, l.Text, l.Time, d.hits[:0])
+	d.hits = d.matcher.Match(l.Source, &l.Line, d.hits[:0])
 	for _, h := range d.hits {
 		d.jailStats[h.Jail.Name].failures += uint64(h.Failures())
 		if h.Failures() > 0 { // a successregex match is no failure

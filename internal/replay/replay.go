@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"unsafe"
 
 	"smtpban/internal/config"
+	"smtpban/internal/logline"
 	"smtpban/jails"
 )
 
@@ -29,6 +31,9 @@ type Options struct {
 	Files  []string
 	JSON   bool // one JSON object per match and per ban
 	Out    io.Writer
+	// Format is the files' layout (logline.ParseFormat); "" takes the
+	// format of the config's file source with the same path, else syslog.
+	Format string
 }
 
 // maxLine matches what the daemon's sources pass on; longer lines are skipped.
@@ -157,6 +162,10 @@ func (r *run) file(ctx context.Context, path string) error {
 	// A syslog stamp has no year: the file's mtime is the reference that
 	// infers it, and the time of lines that carry no stamp at all.
 	ref := fi.ModTime()
+	format, err := r.format(path)
+	if err != nil {
+		return err
+	}
 	br := bufio.NewReaderSize(f, 256<<10)
 	var hits []jails.Hit
 	for n := 1; ; n++ {
@@ -175,13 +184,37 @@ func (r *run) file(ctx context.Context, path string) error {
 			return fmt.Errorf("replay: read %s: %w", path, err)
 		}
 		r.lines++
-		hits = r.matcher.Match("", line, ref, hits[:0])
+		// The daemon's sources decode with the same function.
+		l := logline.Decode(format, logline.Clean(line), ref)
+		hits = r.matcher.Match("", &l, hits[:0])
 		for _, h := range hits {
 			if err := r.hit(path, n, h); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// format is the layout path is read with: -format, else that of the
+// config's file source reading path, else syslog.
+func (r *run) format(path string) (logline.Format, error) {
+	if r.opts.Format != "" {
+		f, err := logline.ParseFormat(r.opts.Format)
+		if err != nil {
+			return 0, fmt.Errorf("replay: %w", err)
+		}
+		return f, nil
+	}
+	abs, _ := filepath.Abs(path)
+	for _, s := range r.opts.Config.Sources {
+		if s.Kind != "file" {
+			continue
+		}
+		if sp, _ := filepath.Abs(s.Path); sp == abs {
+			return s.Format, nil
+		}
+	}
+	return logline.Syslog, nil
 }
 
 func (r *run) hit(path string, n int, h jails.Hit) error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"smtpban/internal/logline"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,8 @@ type FileConfig struct {
 	Now    func() time.Time
 	// Poll is how often the file is checked even without an inotify event.
 	Poll time.Duration
+	// Format is the file's layout; lines are decoded with it as they are read.
+	Format logline.Format
 }
 
 // File follows one log file across rotations and restarts. It reads the
@@ -57,6 +60,7 @@ type File struct {
 	log    *slog.Logger
 	now    func() time.Time
 	poll   time.Duration
+	format logline.Format
 
 	read        atomic.Uint64
 	skipped     atomic.Uint64
@@ -76,6 +80,7 @@ func NewFile(cfg FileConfig) *File {
 		log:    cfg.Logger,
 		now:    cfg.Now,
 		poll:   cfg.Poll,
+		format: cfg.Format,
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)

@@ -39,6 +39,9 @@ type JournalConfig struct {
 	// (journalctl -D, --file); at most one of them.
 	Directory string
 	Files     []string
+	// Trust are trusted-field matches, "_FIELD=value": only entries with
+	// one of them are read (see trust). None: nothing is read.
+	Trust []string
 	// Resume is a Line.Pos (a journal cursor) from an earlier run; nil
 	// means first sight: only entries that arrive from now on.
 	Resume []byte
@@ -56,6 +59,7 @@ type Journal struct {
 	cfg     JournalConfig
 	log     *slog.Logger
 	now     func() time.Time
+	trust   trust
 	read    atomic.Uint64
 	skipped atomic.Uint64
 	lag     atomic.Int64
@@ -68,7 +72,7 @@ var _ Source = (*Journal)(nil)
 
 // NewJournal returns a source for cfg; nothing runs before Run.
 func NewJournal(cfg JournalConfig) *Journal {
-	j := &Journal{cfg: cfg, log: cfg.Logger, now: cfg.Now, cursor: string(cfg.Resume)}
+	j := &Journal{cfg: cfg, log: cfg.Logger, now: cfg.Now, cursor: string(cfg.Resume), trust: parseTrust(cfg.Trust)}
 	if j.log == nil {
 		j.log = slog.New(slog.DiscardHandler)
 	}
@@ -282,7 +286,7 @@ func (j *Journal) entry(ctx context.Context, b []byte, deliver Deliver, seen str
 	if len(b) == 0 {
 		return nil
 	}
-	e, err := parseEntry(b)
+	e, err := parseEntry(b, j.trust)
 	if err != nil {
 		j.skipped.Add(1)
 		j.log.Warn("bad journal entry; skipped", "err", err)
@@ -306,10 +310,11 @@ func (j *Journal) entry(ctx context.Context, b []byte, deliver Deliver, seen str
 		return nil
 	}
 	now := j.now()
-	if e.Time.IsZero() {
+	if e.Time.IsZero() || e.Time.After(now) {
 		e.Time = now
 	}
-	l := Line{Source: j.cfg.Name, Text: e.Text, Time: e.Time, Pos: []byte(e.Cursor)}
+	e.Line.Read = e.Time
+	l := Line{Source: j.cfg.Name, Line: e.Line, Pos: []byte(e.Cursor)}
 	j.read.Add(1)
 	j.lag.Store(int64(now.Sub(e.Time)))
 	deliver([]Line{l})

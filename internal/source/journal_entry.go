@@ -4,26 +4,58 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"smtpban/internal/logline"
 )
 
 // entry is what we take from one `journalctl -o json` line.
 type entry struct {
 	Cursor string
-	Time   time.Time
-	Text   string
+	Time   time.Time // __REALTIME_TIMESTAMP: when journald received it
+	Line   logline.Line
 	// Skip says why the entry is not passed on: "" to pass it on, "empty"
 	// for no MESSAGE (not counted), anything else is counted as skipped.
 	Skip string
 }
 
-// parseEntry decodes one journal entry. journalctl writes a field as a JSON
-// string, as null (too large without --all), as an array of byte values (not
-// printable UTF-8), or as an array of those when the field repeats.
-func parseEntry(b []byte) (entry, error) {
+// trust is a journal source's trusted-field matches: an entry is read only
+// if one of its fields has one of the values listed for it.
+type trust map[string][]string
+
+// parseTrust reads "_FIELD=value" matches (the config checked their form).
+func parseTrust(ms []string) trust {
+	t := trust{}
+	for _, m := range ms {
+		if f, v, ok := strings.Cut(m, "="); ok && strings.HasPrefix(f, "_") {
+			t[f] = append(t[f], v)
+		}
+	}
+	return t
+}
+
+// allows reports whether the entry m was written by a trusted sender. An
+// empty trust allows nothing: a source must say whom it trusts.
+func (t trust) allows(m map[string]json.RawMessage) bool {
+	for f, vs := range t {
+		if v, ok := fieldBytes(m[f]); ok && slices.Contains(vs, string(v)) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseEntry decodes one journal entry into a line, its fields taken as
+// they are: the program is SYSLOG_IDENTIFIER and the message MESSAGE,
+// never re-parsed out of rebuilt text. journalctl writes a field as a JSON
+// string, as null (too large without --all), as an array of byte values
+// (not printable UTF-8), or as an array of those when the field repeats.
+// An entry from a sender t does not trust is skipped.
+func parseEntry(b []byte, t trust) (entry, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		return entry{}, fmt.Errorf("decode journal entry: %w", err)
@@ -43,48 +75,34 @@ func parseEntry(b []byte) (entry, error) {
 		e.Skip = "empty"
 		return e, nil
 	}
+	if !t.allows(m) {
+		e.Skip = "untrusted sender"
+		return e, nil
+	}
 	msg = bytes.TrimRight(msg, "\n")
-	switch {
-	case len(msg) > MaxLineBytes:
+	if len(msg) > MaxLineBytes {
 		e.Skip = "too long"
 		return e, nil
-	case bytes.IndexByte(msg, 0) >= 0:
-		e.Skip = "binary"
-		return e, nil
-	case !utf8.Valid(msg):
-		e.Skip = "invalid UTF-8"
-		return e, nil
 	}
-	e.Text = syslogText(m, string(msg))
-	return e, nil
-}
-
-// syslogText renders an entry as a syslog line without its timestamp,
-// "HOST IDENT[PID]: MESSAGE", as the jails' patterns expect; missing parts
-// are left out.
-func syslogText(m map[string]json.RawMessage, msg string) string {
-	var sb strings.Builder
-	if host := fieldString(m, "_HOSTNAME"); host != "" {
-		sb.WriteString(host)
-		sb.WriteByte(' ')
+	l := logline.Line{
+		Host:    fieldString(m, "_HOSTNAME"),
+		Program: fieldString(m, "SYSLOG_IDENTIFIER"),
+		PID:     fieldString(m, "SYSLOG_PID"),
+		Message: logline.CleanBytes(msg),
 	}
-	ident := fieldString(m, "SYSLOG_IDENTIFIER")
-	if ident == "" {
-		ident = fieldString(m, "_COMM")
+	if l.PID == "" {
+		l.PID = fieldString(m, "_PID")
 	}
-	pid := fieldString(m, "_PID")
-	if pid == "" {
-		pid = fieldString(m, "SYSLOG_PID")
-	}
-	if ident != "" {
-		sb.WriteString(ident)
-		if pid != "" {
-			sb.WriteString("[" + pid + "]")
+	l.Raw = l.Message
+	if l.Program != "" {
+		tag := l.Program
+		if l.PID != "" {
+			tag += "[" + l.PID + "]"
 		}
-		sb.WriteString(": ")
+		l.Raw = tag + ": " + l.Message
 	}
-	sb.WriteString(msg)
-	return sb.String()
+	e.Line = l
+	return e, nil
 }
 
 // fieldString is a field as text, or "" when absent or not clean UTF-8.

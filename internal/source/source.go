@@ -5,16 +5,18 @@ package source
 import (
 	"context"
 	"time"
+
+	"smtpban/internal/logline"
 )
 
 // MaxLineBytes is the longest line passed on; longer ones are skipped and counted.
 const MaxLineBytes = 64 << 10
 
-// Line is one log line.
+// Line is one log line, decoded: its Read is when it was read, or the
+// journal's __REALTIME_TIMESTAMP when that is earlier.
 type Line struct {
 	Source string
-	Text   string
-	Time   time.Time // when read, or the journal's __REALTIME_TIMESTAMP
+	logline.Line
 	// Pos is the opaque position just after this line: saving it and passing
 	// it back on restart resumes with the next line.
 	Pos []byte
@@ -23,7 +25,7 @@ type Line struct {
 // Stats are a source's counters and where it is.
 type Stats struct {
 	Read     uint64 // lines passed on
-	Skipped  uint64 // lines skipped: too long, invalid UTF-8, binary
+	Skipped  uint64 // lines skipped: too long, or (journal) from an untrusted sender
 	Position string // human-readable: file offset and inode, or journal cursor
 	Lag      time.Duration
 }

@@ -7,9 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"smtpban/internal/logline"
 	"strings"
 	"syscall"
-	"unicode/utf8"
 )
 
 // readChunk is how much one read asks for.
@@ -234,7 +234,7 @@ func (r *fileRun) split(ctx context.Context, tf *tailFile, chunk []byte) error {
 // sent at once.
 func (r *fileRun) emit(ctx context.Context, tf *tailFile, line []byte) error {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	if len(line) > MaxLineBytes || bytes.IndexByte(line, 0) >= 0 || !utf8.Valid(line) {
+	if len(line) > MaxLineBytes {
 		r.skipped.Add(1)
 		return nil
 	}
@@ -249,7 +249,7 @@ func (r *fileRun) emit(ctx context.Context, tf *tailFile, line []byte) error {
 	start := len(r.posBuf)
 	r.posBuf = tf.pos().appendTo(r.posBuf)
 	pos := r.posBuf[start:len(r.posBuf):len(r.posBuf)]
-	r.batch = append(r.batch, Line{Source: r.name, Text: string(line), Time: r.batchAt, Pos: pos})
+	r.batch = append(r.batch, Line{Source: r.name, Line: logline.Decode(r.format, logline.CleanBytes(line), r.batchAt), Pos: pos})
 	r.lastIno, r.lastOff = tf.ino, tf.lineOff
 	if len(r.batch) == MaxBatch {
 		return r.send(ctx)

@@ -1,4 +1,4 @@
-package jails
+package logline
 
 import (
 	"testing"
@@ -38,7 +38,7 @@ func TestLineTime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := LineTime(tt.line, tt.read)
+			got := StampTime(tt.line, tt.read)
 			if !got.Equal(tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
@@ -54,9 +54,9 @@ func TestLineTime(t *testing.T) {
 func BenchmarkLineTime(b *testing.B) {
 	const line = "Nov 24 16:04:04 mx1 postfix/smtpd[1234]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed"
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.Local)
-	b.Run("LineTime", func(b *testing.B) {
+	b.Run("StampTime", func(b *testing.B) {
 		for b.Loop() {
-			if LineTime(line, read).Day() != 24 {
+			if StampTime(line, read).Day() != 24 {
 				b.Fatal("wrong day")
 			}
 		}

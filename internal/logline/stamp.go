@@ -1,16 +1,16 @@
-package jails
+package logline
 
 import (
 	"strings"
 	"time"
 )
 
-// LineTime returns the timestamp a log line starts with, else read (the
+// StampTime returns the timestamp a log line starts with, else read (the
 // time the line was read). Understood: syslog's "Nov 24 16:04:04" (also
 // "Nov  4"), whose year is inferred from read and whose zone is read's; and
 // RFC 3339 / ISO 8601 ("2024-11-24T16:04:04.123456+01:00", rsyslog's high
 // precision format; "2024-11-24 16:04:04" without a zone is in read's zone).
-func LineTime(line string, read time.Time) time.Time {
+func StampTime(line string, read time.Time) time.Time {
 	if t, ok := syslogTime(line, read); ok {
 		return t
 	}
