@@ -479,7 +479,7 @@ func TestClientReload(t *testing.T) {
 	waitFor(t, 10*time.Second, "3 failures counted", func() bool { return statusFailures(t, d, "postfix-sasl") == 3 })
 
 	// The broken regex's element is at this line, column 16.
-	broken := "\njail \"broken\" {\n  source    = \"mail\"\n  failregex = [\"broken (<HOST>\"]\n}\n"
+	broken := "\njail \"broken\" {\n  source    = \"mail\"\n  failregex = [\"broken (<HOST>\"]\n  programs  = [\"postfix/smtpd\"]\n}\n"
 	badLine := strings.Count(string(base), "\n") + 4
 	writeFile(t, s.config, string(base)+broken)
 	out, errOut := must(t, d, 1, "reload")
@@ -500,7 +500,7 @@ func TestClientReload(t *testing.T) {
 	})
 
 	// A valid config with a new jail.
-	dovecot := "\njail \"dovecot\" {\n  source    = \"mail\"\n  failregex = [\"dovecot: imap-login: Disconnected \\\\(auth failed.*rip=<HOST>\"]\n}\n"
+	dovecot := "\njail \"dovecot\" {\n  source    = \"mail\"\n  programs  = [\"dovecot\"]\n  failregex = [\"imap-login: Disconnected \\\\(auth failed.*rip=<HOST>\"]\n}\n"
 	writeFile(t, s.config, string(base)+dovecot)
 	out, _ = must(t, d, 0, "reload")
 	if out != "reloaded the config\n" {
@@ -529,7 +529,7 @@ func TestClientReload(t *testing.T) {
 	}
 
 	t.Run("SIGHUP", func(t *testing.T) {
-		exim := "\njail \"exim\" {\n  source    = \"mail\"\n  failregex = [\"exim.*authenticator failed for .*\\\\[<HOST>\\\\]\"]\n}\n"
+		exim := "\njail \"exim\" {\n  source    = \"mail\"\n  programs  = [\"exim\"]\n  failregex = [\"\\\\S+ authenticator failed for .*\\\\[<HOST>\\\\]\"]\n}\n"
 		writeFile(t, s.config, string(base)+dovecot+exim)
 		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)

@@ -174,7 +174,7 @@ func TestMailServer(t *testing.T) {
 		// The daemon reads Postfix's log only: dovecot-auth (off by
 		// default) would count each guess a second time. Replay shows
 		// its regex on what Dovecot really logged.
-		out, errOut, code := d.client("replay", "-jail", "dovecot-auth", "-json", m.dovecotLog)
+		out, errOut, code := d.client("replay", "-jail", "dovecot-auth", "-format", "dovecot", "-json", m.dovecotLog)
 		if code != 0 {
 			t.Fatalf("smtpban replay: exit %d: %s", code, errOut)
 		}

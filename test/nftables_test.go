@@ -41,6 +41,7 @@ func TestBansReachTheKernel(t *testing.T) {
 	appendConfig(t, config, fmt.Sprintf(`
 jail "postfix-sasl-v6" {
   source    = "mail"
+  programs  = ["postfix*/*smtpd"]
   failregex = [%q]
   maxretry  = 3
   findtime  = "1h"

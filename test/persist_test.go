@@ -11,7 +11,7 @@ import (
 
 // saslRegex matches Postfix SASL failures; the tests' own, so that they do
 // not change when the shipped jails do.
-const saslRegex = `postfix/(submission/|smtps/)?smtpd\[\d+\]: warning: [^\s\[]+\[<HOST>\]: SASL \S+ authentication failed`
+const saslRegex = `warning: [^\s\[]+\[<HOST>\]: SASL \S+ authentication failed`
 
 // writeConfig writes a config for one file source and one SASL jail and
 // returns its path. fw is the firewall block.
@@ -27,6 +27,7 @@ source "file" "mail" {
 
 jail "postfix-sasl" {
   source    = "mail"
+  programs  = ["postfix*/*smtpd"]
   failregex = [%q]
   maxretry  = %d
   findtime  = "1h"

@@ -274,12 +274,14 @@ source "file" "mail" { path = "/var/log/mail.log" }
 jail "a" {
   source    = "mail"
   enabled   = true
+  programs  = ["app"]
   failregex = ["auth failed from <HOST>"]
   maxretry  = 2
 }
 jail "b" {
   source    = "mail"
   enabled   = false
+  programs  = ["app"]
   failregex = ["probe from <HOST>"]
 }
 firewall "dryrun" {}
@@ -298,8 +300,8 @@ func TestCheck(t *testing.T) {
 		t.Errorf("check -json good: exit %d %v", r.code, m)
 	}
 	r = cli(t, "check", bad)
-	if r.code != exitError || r.stdout != "" || !strings.HasPrefix(r.stderr, bad+":10:") {
-		t.Errorf("check bad: exit %d, stdout %q, stderr %q; want 1 and %s:10:col: ...", r.code, r.stdout, r.stderr, bad)
+	if r.code != exitError || r.stdout != "" || !strings.HasPrefix(r.stderr, bad+":11:") {
+		t.Errorf("check bad: exit %d, stdout %q, stderr %q; want 1 and %s:11:col: ...", r.code, r.stdout, r.stderr, bad)
 	}
 	r = cli(t, "check", "-json", bad)
 	m = jsonKeys(t, r.stdout)
@@ -326,7 +328,7 @@ func TestSocketFromConfig(t *testing.T) {
 func TestReplay(t *testing.T) {
 	cfg := writeConfig(t, goodConfig)
 	log := filepath.Join(t.TempDir(), "mail.log")
-	lines := "Nov 24 11:00:00 mx auth failed from 192.0.2.5\nNov 24 11:00:01 mx auth failed from 192.0.2.5\nNov 24 11:00:02 mx nothing here\n"
+	lines := "Nov 24 11:00:00 mx app[1]: auth failed from 192.0.2.5\nNov 24 11:00:01 mx app[1]: auth failed from 192.0.2.5\nNov 24 11:00:02 mx app[1]: nothing here\n"
 	if err := os.WriteFile(log, []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
 	}

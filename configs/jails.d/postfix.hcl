@@ -88,7 +88,7 @@ jail "postfix-reject" {
   programs = ["postfix*/*smtpd"]
   enabled  = false
   failregex = [
-    "(?:NOQUEUE|[0-9A-Za-z]+): reject: (?:RCPT|MAIL|EHLO|HELO|VRFY) from [^\\s\\[]*\\[<HOST>\\]: [45]\\d\\d [45]\\.\\d+\\.\\d+ <.*>: (?:Recipient address rejected: User unknown|Helo command rejected|Sender address rejected)",
+    "(?:NOQUEUE|[0-9A-Za-z]+): reject: (?:RCPT|MAIL|EHLO|HELO|VRFY) from [^\\s\\[]*\\[<HOST>\\]: [45]\\d\\d [45]\\.\\d+\\.\\d+ (?:<.*>)?: (?:Recipient address rejected: User unknown|Helo command rejected|Sender address rejected)",
     "improper command pipelining after \\S+ from [^\\s\\[]*\\[<HOST>\\]",
     "(?:too many errors|lost connection) after AUTH from [^\\s\\[]*\\[<HOST>\\]",
   ]

@@ -5,14 +5,15 @@ source "file" "sendmail" {
   path = "/var/log/mail.log"
 }
 
-# SMTP AUTH guessing. Sendmail (sm-mta on Debian) logs "QUEUEID: AUTH
+# SMTP AUTH guessing. Sendmail (sm-mta on Debian, sm-acceptingconnections
+# on some hosts) logs "QUEUEID: AUTH
 # failure (MECH): REASON, user=NAME, relay=HOST [ADDR]".
 # Client text: the user name, before the real relay=, which may hold
 # "relay=[1.2.3.4]": the pattern takes the last relay= and nothing may
 # follow it but "(may be forged)". 5 in 1h -> banned 1h, doubling to 1w.
 jail "sendmail-auth" {
   source   = "sendmail"
-  programs = ["sm-mta", "sendmail"]
+  programs = ["sm-*", "sendmail"]
   enabled  = false
   failregex = [
     "(?:[0-9A-Za-z]+: )?AUTH failure \\([^)]*\\): .*?(?:user=(?P<user>.*), )?relay=(?:[^\\s\\[]+ )?\\[(?:IPv6:)?<HOST>\\](?: \\(may be forged\\))?\\s*$",

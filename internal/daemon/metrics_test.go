@@ -28,6 +28,7 @@ source "file" "mail" {
 
 jail "postfix-sasl" {
   source    = "mail"
+  programs  = ["postfix/smtpd"]
   failregex = ["warning: [^\\s\\[]+\\[<HOST>\\]: SASL \\S+ authentication failed"]
   maxretry  = 3
   findtime  = "1h"

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"smtpban/internal/config"
+	"smtpban/internal/logline"
 	"smtpban/internal/replay"
 	"smtpban/jails"
 )
@@ -34,14 +35,22 @@ func (w want) String() string { return fmt.Sprintf("%s %s %s %q", w.kind, w.jail
 
 // corpusLine is a log line of a corpus file and what it must give.
 type corpusLine struct {
-	n    int // 1-based line number in the file
-	text string
-	want []want
+	n      int // 1-based line number in the file
+	text   string
+	want   []want
+	format logline.Format // the file's layout: "# format: NAME", else syslog
+}
+
+// line decodes cl as a source of its file's format would.
+func (cl corpusLine) line(read time.Time) *logline.Line {
+	l := logline.Decode(cl.format, logline.Clean(cl.text), read)
+	return &l
 }
 
 // readCorpus reads a corpus file: every log line follows one comment
 // "# hit JAIL ADDR USER", "# success JAIL ADDR USER" (several joined by
-// " | "; USER "-" for none) or "# none". Other comments are free text.
+// " | "; USER "-" for none) or "# none". "# format: NAME" gives the file's
+// layout (logline.ParseFormat). Other comments are free text.
 func readCorpus(tb testing.TB, path string) []corpusLine {
 	tb.Helper()
 	f, err := os.Open(path)
@@ -52,9 +61,16 @@ func readCorpus(tb testing.TB, path string) []corpusLine {
 	var out []corpusLine
 	var pending []want
 	var have bool
+	var format logline.Format
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
+		if name, ok := strings.CutPrefix(line, "# format: "); ok {
+			if format, err = logline.ParseFormat(name); err != nil {
+				tb.Fatalf("%s:%d: %v", path, n, err)
+			}
+			continue
+		}
 		if rest, ok := strings.CutPrefix(line, "# "); ok {
 			ws, isWant := parseWant(tb, path, n, rest)
 			if isWant {
@@ -71,7 +87,7 @@ func readCorpus(tb testing.TB, path string) []corpusLine {
 		if !have {
 			tb.Fatalf("%s:%d: log line without an expectation before it", path, n)
 		}
-		out = append(out, corpusLine{n: n, text: line, want: pending})
+		out = append(out, corpusLine{n: n, text: line, want: pending, format: format})
 		pending, have = nil, false
 	}
 	if err := sc.Err(); err != nil {
@@ -135,7 +151,7 @@ func TestCorpusMatcher(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			for _, cl := range readCorpus(t, file) {
 				var got []want
-				for _, h := range m.Match("", cl.text, read, nil) {
+				for _, h := range m.Match("", cl.line(read), nil) {
 					kind := "hit"
 					if h.Success {
 						kind = "success"
@@ -162,10 +178,10 @@ type replayMatch struct {
 
 // runReplay replays files through the named jails (all if none) and
 // returns its JSON objects.
-func runReplay(t *testing.T, c *config.Config, names []string, files ...string) []replayMatch {
+func runReplay(t *testing.T, c *config.Config, names []string, format logline.Format, files ...string) []replayMatch {
 	t.Helper()
 	var out bytes.Buffer
-	err := replay.Run(context.Background(), replay.Options{Config: c, Jails: names, Files: files, JSON: true, Out: &out})
+	err := replay.Run(context.Background(), replay.Options{Config: c, Jails: names, Files: files, JSON: true, Out: &out, Format: format.String()})
 	if err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -189,13 +205,18 @@ func TestCorpusReplay(t *testing.T) {
 	for _, file := range corpusFiles(t) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			wantBy := map[int][]want{}
-			for _, cl := range readCorpus(t, file) {
+			lines := readCorpus(t, file)
+			for _, cl := range lines {
 				for _, w := range cl.want {
 					wantBy[cl.n] = append(wantBy[cl.n], want{kind: w.kind, jail: w.jail, addr: w.addr, user: w.user})
 				}
 			}
 			gotBy := map[int][]want{}
-			for _, m := range runReplay(t, c, nil, file) {
+			format := logline.Syslog
+			if len(lines) > 0 {
+				format = lines[0].format
+			}
+			for _, m := range runReplay(t, c, nil, format, file) {
 				if m.Event == "ban" {
 					continue
 				}
@@ -275,7 +296,7 @@ func TestCountOnceThroughDovecot(t *testing.T) {
 	failures := map[string]int{}
 	var bans []jails.Decision
 	for i, cl := range lines {
-		for _, h := range m.Match("mail", cl.text, read, nil) {
+		for _, h := range m.Match("mail", cl.line(read), nil) {
 			failures[h.Jail.Name] += h.Failures()
 			if d, ok := ctr.Add(h); ok {
 				if i < len(lines)-2 {
@@ -298,7 +319,7 @@ func TestCountOnceThroughDovecot(t *testing.T) {
 		names = append(names, j.Name)
 	}
 	var replayBans []replayMatch
-	for _, rm := range runReplay(t, c, names, file) {
+	for _, rm := range runReplay(t, c, names, logline.Syslog, file) {
 		if rm.Event == "ban" {
 			replayBans = append(replayBans, rm)
 		}

@@ -19,7 +19,8 @@ source "file" "mail" { path = "/nonexistent" }
 ignore = ["192.0.2.0/24"]
 jail "postfix-sasl" {
   source    = "mail"
-  failregex = ["postfix/smtpd\\[\\d+\\]: warning: [^\\s\\[]+\\[<HOST>\\]: SASL \\S+ authentication failed: [^,]*(?:, sasl_username=(?P<user>\\S+))?"]
+  programs  = ["postfix/smtpd"]
+  failregex = ["warning: [^\\s\\[]+\\[<HOST>\\]: SASL \\S+ authentication failed: [^,]*(?:, sasl_username=(?P<user>\\S+))?"]
   maxretry  = 3
   findtime  = "10m"
   bantime   = "1h"
@@ -31,7 +32,8 @@ jail "postfix-sasl" {
 jail "postfix-relay" {
   source    = "mail"
   enabled   = false
-  failregex = ["reject: RCPT from [^\\s\\[]+\\[<HOST>\\]: 454 4\\.7\\.1 .*Relay access denied"]
+  programs  = ["postfix/smtpd"]
+  failregex = ["NOQUEUE: reject: RCPT from [^\\s\\[]+\\[<HOST>\\]: 454 4\\.7\\.1 .*Relay access denied"]
   maxretry  = 2
 }
 `
