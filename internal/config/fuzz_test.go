@@ -12,17 +12,18 @@ import (
 func FuzzLoad(f *testing.F) {
 	seeds := []string{
 		"",
-		testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n}\n",
+		testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"postfix*/*smtpd\"]\n}\n",
 		"jail \"a\" {\n",
 		"ignore = [\"1.2.3.4/99\", 5, null]\n",
 		"firewall \"nftables\" { ports = [0, 1e99, -1, \"x\"] }\n",
 		"jail \"a\" { bantime_increment { factor = 1e400 } bantime_increment {} }\n",
-		"source \"journal\" \"j\" { match = [\"A=b\", \"+\"] files = [] directory = \"d\" }\n",
+		"source \"journal\" \"j\" { match = [\"A=b\", \"+\"] trust = [\"_A=b\", \"B=c\", 1] files = [] directory = \"d\" }\n",
+		"source \"file\" \"f\" { path = \"/x\" format = \"exim\" }\nsource \"file\" \"g\" { path = \"/y\" format = [\"dovecot\"] }\n",
 		"include = [\"[\", \"\", \"nothing/*\"]\n",
 		"state_dir = \"${x}\"\nsocket = <<EOT\n/a\nEOT\n",
-		"jail \"b\" { source = \"\" failregex = [\"(?P<user>\\\\S+) <HOST>\", \"a{1001}<HOST>\"] findtime = \"9999999999999w\" key = \"ip/24,ip6/64\" }\n",
+		"jail \"b\" { source = \"\" programs = [\"*\", \"\", \"a b\", null] failregex = [\"(?P<user>\\\\S+) <HOST>\", \"a{1001}<HOST>\"] findtime = \"9999999999999w\" key = \"ip/24,ip6/64\" }\n",
 		"\x00\xff{{{[[[\"",
-		testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\\n(\"]\n}\n",
+		testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\\n(\"]\n  programs = [\"p\"]\n}\n",
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -36,7 +36,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "unknown attribute in a jail",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  max_retry = 3\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  max_retry = 3\n  programs = [\"p\"]\n}\n"},
 			want:  []string{"smtpban.hcl:5:3: Unsupported argument"},
 		},
 		{
@@ -46,18 +46,18 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "number expected",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = \"five\"\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = \"five\"\n  programs = [\"p\"]\n}\n"},
 			want:  []string{"smtpban.hcl:5:14: Incorrect value type: maxretry must be a number, not string"},
 		},
 		{
 			name:  "list expected",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = \"<HOST>\"\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = \"<HOST>\"\n  programs = [\"p\"]\n}\n"},
 			want:  []string{"smtpban.hcl:4:15: Invalid expression: failregex must be a list"},
 		},
 		{
 			name: "bad regex, at its element",
 			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n" +
-				"  failregex = [\n    \"fine <HOST>\",\n    \"broken (<HOST>\",\n  ]\n  ignoreregex = [\"a[\"]\n}\n"},
+				"  failregex = [\n    \"fine <HOST>\",\n    \"broken (<HOST>\",\n  ]\n  ignoreregex = [\"a[\"]\n  programs = [\"p\"]\n}\n"},
 			want: []string{
 				"smtpban.hcl:6:5: Invalid regular expression: failregex: missing closing ): `broken (<HOST>`",
 				"smtpban.hcl:8:18: Invalid regular expression: ignoreregex: missing closing ]: `[`",
@@ -65,48 +65,48 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "failregex without HOST",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\", \"auth failed\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\", \"auth failed\"]\n  programs = [\"p\"]\n}\n"},
 			want:  []string{`smtpban.hcl:4:26: Missing <HOST>: a failregex must capture the client address with <HOST>: "auth failed"`},
 		},
 		{
 			name:  "missing failregex",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  programs = [\"p\"]\n}\n"},
 			want:  []string{`smtpban.hcl:2:10: Missing required argument: The argument "failregex" is required`},
 		},
 		{
 			name:  "empty failregex",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = []\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = []\n  programs = [\"p\"]\n}\n"},
 			want:  []string{"smtpban.hcl:4:15: Missing failregex"},
 		},
 		{
 			name:  "unknown source",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"mail\"\n  failregex = [\"<HOST>\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"mail\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n"},
 			want:  []string{`smtpban.hcl:3:12: Unknown source: jail "a" reads source "mail", which no source block defines; defined: log`},
 		},
 		{
 			name: "unknown source in sources list and in a disabled jail",
 			files: map[string]string{"smtpban.hcl": testSource +
-				"jail \"a\" {\n  sources = [\"log\", \"journal\"]\n  failregex = [\"<HOST>\"]\n}\n" +
-				"jail \"b\" {\n  enabled = false\n  source = \"exim\"\n  failregex = [\"<HOST>\"]\n}\n"},
+				"jail \"a\" {\n  sources = [\"log\", \"journal\"]\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n" +
+				"jail \"b\" {\n  enabled = false\n  source = \"exim\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n"},
 			want: []string{
 				"smtpban.hcl:3:21: Unknown source",
-				`smtpban.hcl:8:12: warning: Unknown source: jail "b" reads source "exim"`,
+				`smtpban.hcl:9:12: warning: Unknown source: jail "b" reads source "exim"`,
 			},
 		},
 		{
 			name:  "missing source",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  failregex = [\"<HOST>\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n"},
 			want:  []string{"smtpban.hcl:2:1: Missing source"},
 		},
 		{
 			name:  "source and sources",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  sources = [\"log\"]\n  failregex = [\"<HOST>\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  sources = [\"log\"]\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n"},
 			want:  []string{"smtpban.hcl:4:13: Conflicting arguments"},
 		},
 		{
 			name: "bad CIDR, global and per jail",
 			files: map[string]string{"smtpban.hcl": "ignore = [\"192.0.2.0/24\", \"10.0.0.0/33\", \"2001:db8::/48\"]\n" + testSource +
-				"jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  ignore = [\"office\"]\n}\n"},
+				"jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  ignore = [\"office\"]\n  programs = [\"p\"]\n}\n"},
 			want: []string{
 				`smtpban.hcl:1:27: Invalid CIDR: ignore: "10.0.0.0/33" is neither an address nor a CIDR prefix`,
 				`smtpban.hcl:6:13: Invalid CIDR: ignore: "office"`,
@@ -115,7 +115,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "bad durations",
 			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n" +
-				"  findtime = \"10x\"\n  bantime = \"0\"\n  bantime_increment {\n    factor = 2\n    max = \"1mo\"\n  }\n}\n"},
+				"  findtime = \"10x\"\n  bantime = \"0\"\n  bantime_increment {\n    factor = 2\n    max = \"1mo\"\n  }\n  programs = [\"p\"]\n}\n"},
 			want: []string{
 				`smtpban.hcl:5:14: Invalid duration: findtime: invalid duration "10x": unknown unit "x"`,
 				`smtpban.hcl:6:13: Invalid duration: bantime is "0"; it must be longer than 0`,
@@ -125,7 +125,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "increment max below bantime, factor below 1",
 			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n" +
-				"  bantime = \"2h\"\n  bantime_increment {\n    factor = 0.5\n    max = \"1h\"\n  }\n}\n"},
+				"  bantime = \"2h\"\n  bantime_increment {\n    factor = 0.5\n    max = \"1h\"\n  }\n  programs = [\"p\"]\n}\n"},
 			want: []string{
 				"smtpban.hcl:7:14: Invalid factor",
 				"smtpban.hcl:8:11: Invalid duration: max (1h0m0s) is shorter than bantime (2h0m0s)",
@@ -133,35 +133,35 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "bad key",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  key = \"ip/99\"\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  key = \"ip/99\"\n  programs = [\"p\"]\n}\n"},
 			want:  []string{`smtpban.hcl:5:9: Invalid key: key "ip/99": IPv4 prefix length 99 is outside 8..32`},
 		},
 		{
 			name: "key wider than the firewall adds",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  key = \"ip/8\"\n}\n" +
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  key = \"ip/8\"\n  programs = [\"p\"]\n}\n" +
 				"firewall \"nftables\" {\n  min_prefix_v4 = 16\n}\n"},
 			want: []string{"smtpban.hcl:5:9: warning: Key wider than the firewall allows"},
 		},
 		{
 			name: "maxretry below 1",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = 0\n}\n" +
-				"jail \"b\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = 2.5\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = 0\n  programs = [\"p\"]\n}\n" +
+				"jail \"b\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = 2.5\n  programs = [\"p\"]\n}\n"},
 			want: []string{
 				"smtpban.hcl:5:14: Invalid maxretry: maxretry is 0; it must be a whole number, at least 1",
-				"smtpban.hcl:10:14: Invalid maxretry: maxretry is 2.5",
+				"smtpban.hcl:11:14: Invalid maxretry: maxretry is 2.5",
 			},
 		},
 		{
 			name: "duplicate jail across files cites the first",
 			files: map[string]string{
-				"smtpban.hcl":       testSource + "jail \"sasl\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n}\n",
-				"jails.d/extra.hcl": "\n\njail \"sasl\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n}\n",
+				"smtpban.hcl":       testSource + "jail \"sasl\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n",
+				"jails.d/extra.hcl": "\n\njail \"sasl\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n",
 			},
 			want: []string{`jails.d/extra.hcl:3:6: Duplicate jail: jail "sasl" is already defined at smtpban.hcl:2:6`},
 		},
 		{
 			name:  "duplicate source",
-			files: map[string]string{"smtpban.hcl": testSource + "source \"journal\" \"log\" {\n  match = [\"SYSLOG_IDENTIFIER=postfix/smtpd\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "source \"journal\" \"log\" {\n  match = [\"SYSLOG_IDENTIFIER=postfix/smtpd\"]\n  trust = [\"_SYSTEMD_UNIT=postfix@-.service\"]\n}\n"},
 			want:  []string{`smtpban.hcl:2:18: Duplicate source: source "log" is already defined at smtpban.hcl:1:15`},
 		},
 		{
@@ -171,7 +171,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "bad journal match",
-			files: map[string]string{"smtpban.hcl": "source \"journal\" \"j\" {\n  match = [\"_SYSTEMD_UNIT=postfix.service\", \"postfix/smtpd\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": "source \"journal\" \"j\" {\n  match = [\"_SYSTEMD_UNIT=postfix.service\", \"postfix/smtpd\"]\n  trust = [\"_SYSTEMD_UNIT=postfix@-.service\"]\n}\n"},
 			want:  []string{`smtpban.hcl:2:45: Invalid journal match: "postfix/smtpd"`},
 		},
 		{
@@ -228,8 +228,48 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "bad jail name",
-			files: map[string]string{"smtpban.hcl": testSource + "jail \"a b\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n}\n"},
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a b\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n"},
 			want:  []string{`smtpban.hcl:2:6: Invalid jail name: "a b"`},
+		},
+		{
+			name:  "missing programs",
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n}\n"},
+			want:  []string{`smtpban.hcl:2:1: Missing programs: jail "a" needs programs = [...]`},
+		},
+		{
+			name:  "empty programs",
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = []\n}\n"},
+			want:  []string{`smtpban.hcl:5:14: Missing programs: jail "a" reads no program`},
+		},
+		{
+			name:  "a program glob of stars only matches every program",
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"dovecot\", \"*\"]\n}\n"},
+			want:  []string{`smtpban.hcl:5:26: Invalid program: "*" matches every program`},
+		},
+		{
+			name:  "a program glob with a pid is no ident",
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"postfix/smtpd[1]\"]\n}\n"},
+			want:  []string{`smtpban.hcl:5:15: Invalid program: "postfix/smtpd[1]": a program (syslog ident) holds no space, '[', ']' or ':'`},
+		},
+		{
+			name:  "unknown file format",
+			files: map[string]string{"smtpban.hcl": "source \"file\" \"log\" {\n  path   = \"/var/log/mail.log\"\n  format = \"json\"\n}\n"},
+			want:  []string{`smtpban.hcl:3:12: Invalid format: format "json": expected "syslog", "dovecot" or "exim"`},
+		},
+		{
+			name:  "journal source without trust",
+			files: map[string]string{"smtpban.hcl": "source \"journal\" \"j\" {\n  match = [\"_SYSTEMD_UNIT=postfix@-.service\"]\n}\n"},
+			want:  []string{`smtpban.hcl:1:1: Missing trust: journal source "j" needs trust = ["_SYSTEMD_UNIT=..."]`},
+		},
+		{
+			name:  "empty trust",
+			files: map[string]string{"smtpban.hcl": "source \"journal\" \"j\" {\n  match = [\"_SYSTEMD_UNIT=postfix@-.service\"]\n  trust = []\n}\n"},
+			want:  []string{`smtpban.hcl:3:11: Missing trust: source "j" trusts no entry`},
+		},
+		{
+			name:  "trust in a field the sender writes",
+			files: map[string]string{"smtpban.hcl": "source \"journal\" \"j\" {\n  match = [\"SYSLOG_IDENTIFIER=postfix/smtpd\"]\n  trust = [\"_SYSTEMD_UNIT=postfix@-.service\", \"SYSLOG_IDENTIFIER=postfix/smtpd\"]\n}\n"},
+			want:  []string{`smtpban.hcl:3:47: Invalid trust: "SYSLOG_IDENTIFIER=postfix/smtpd": expected _FIELD=value`},
 		},
 	}
 	for _, tt := range tests {
@@ -262,6 +302,7 @@ jail "a" {
   source    = "log"
   failregex = ["(<HOST>"]
   findtime  = "1y"
+  programs  = ["p"]
 }
 firewall "pf" {}
 `,
@@ -270,10 +311,12 @@ firewall "pf" {}
   failregex = ["no host here"]
   key       = "ip6/200"
   maxretry  = -1
+  programs  = ["p"]
 }
 jail "a" {
   source    = "log"
   failregex = ["<HOST>"]
+  programs  = ["p"]
 }
 `,
 	})
@@ -285,12 +328,12 @@ jail "a" {
 		"smtpban.hcl:1:11: Invalid CIDR",
 		"smtpban.hcl:5:16: Invalid regular expression",
 		"smtpban.hcl:6:15: Invalid duration",
-		"smtpban.hcl:8:10: Unknown firewall kind",
+		"smtpban.hcl:9:10: Unknown firewall kind",
 		"jails.d/b.hcl:2:15: Unknown source",
 		"jails.d/b.hcl:3:16: Missing <HOST>",
 		"jails.d/b.hcl:4:15: Invalid key",
 		"jails.d/b.hcl:5:15: Invalid maxretry",
-		"jails.d/b.hcl:7:6: Duplicate jail: jail \"a\" is already defined at smtpban.hcl:3:6",
+		"jails.d/b.hcl:8:6: Duplicate jail: jail \"a\" is already defined at smtpban.hcl:3:6",
 	}
 	got := relative(ds, main)
 	if len(got) != len(want) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"smtpban/internal/logline"
 	"smtpban/jails"
 )
 
@@ -14,6 +15,7 @@ func TestLoadDefaults(t *testing.T) {
 	c := mustLoad(t, map[string]string{"smtpban.hcl": testSource + `jail "a" {
   source    = "log"
   failregex = ["<HOST>"]
+  programs  = ["p"]
 }
 `})
 	if c.StateDir != DefaultStateDir || c.Socket != DefaultSocket {
@@ -36,6 +38,9 @@ func TestLoadDefaults(t *testing.T) {
 	if !slices.Equal(j.Sources, []string{"log"}) {
 		t.Errorf("sources = %v", j.Sources)
 	}
+	if s, _ := c.Source("log"); s.Format != logline.Syslog {
+		t.Errorf("log format = %v, want syslog by default", s.Format)
+	}
 }
 
 func equalFirewall(a, b Firewall) bool {
@@ -51,10 +56,12 @@ include   = ["conf.d/*.hcl", "extra.hcl"]
 ignore    = ["192.0.2.7", "10.1.2.3/8", "::ffff:198.51.100.1", "2001:db8::/32"]
 source "journal" "mail" {
   match     = ["SYSLOG_IDENTIFIER=postfix/smtpd", "+", "_SYSTEMD_UNIT=dovecot.service"]
+  trust     = ["_SYSTEMD_UNIT=postfix@-.service", "_SYSTEMD_UNIT=dovecot.service"]
   directory = "/var/log/journal/remote"
 }
 source "journal" "other" {
   match = ["SYSLOG_IDENTIFIER=exim"]
+  trust = ["_COMM=exim4"]
   files = ["/tmp/a.journal", "/tmp/b.journal"]
 }
 firewall "nftables" {
@@ -68,10 +75,12 @@ firewall "nftables" {
 }
 `,
 		"conf.d/b.hcl": `source "file" "mainlog" {
-  path = "/var/log/exim4/mainlog"
+  path   = "/var/log/exim4/mainlog"
+  format = "exim"
 }
 jail "b" {
   sources     = ["mail", "mainlog"]
+  programs    = ["exim", "exim4*"]
   enabled     = false
   failregex   = ["failed for (?P<user>\\S+) <HOST>", "x=<HOST>"]
   ignoreregex = ["trusted"]
@@ -88,6 +97,7 @@ jail "b" {
 `,
 		"conf.d/a.hcl": `jail "a" {
   source    = "mail"
+  programs  = ["postfix*/*smtpd", "dovecot"]
   failregex = ["<HOST>"]
   bantime_increment {
     factor = 2
@@ -115,14 +125,15 @@ jail "b" {
 		t.Fatalf("sources = %+v", c.Sources)
 	}
 	mail, _ := c.Source("mail")
-	if mail.Kind != "journal" || mail.Directory != "/var/log/journal/remote" || len(mail.Match) != 3 || mail.Match[1] != "+" {
+	if mail.Kind != "journal" || mail.Directory != "/var/log/journal/remote" || len(mail.Match) != 3 || mail.Match[1] != "+" ||
+		!slices.Equal(mail.Trust, []string{"_SYSTEMD_UNIT=postfix@-.service", "_SYSTEMD_UNIT=dovecot.service"}) {
 		t.Errorf("mail = %+v", mail)
 	}
 	other, _ := c.Source("other")
-	if !slices.Equal(other.Files, []string{"/tmp/a.journal", "/tmp/b.journal"}) {
+	if !slices.Equal(other.Files, []string{"/tmp/a.journal", "/tmp/b.journal"}) || !slices.Equal(other.Trust, []string{"_COMM=exim4"}) {
 		t.Errorf("other = %+v", other)
 	}
-	if ml, ok := c.Source("mainlog"); !ok || ml.Kind != "file" || ml.Path != "/var/log/exim4/mainlog" {
+	if ml, ok := c.Source("mainlog"); !ok || ml.Kind != "file" || ml.Path != "/var/log/exim4/mainlog" || ml.Format != logline.Exim || ml.Trust != nil {
 		t.Errorf("mainlog = %+v, %v", ml, ok)
 	}
 	wantFW := Firewall{Kind: "nftables", Table: "mailban", Ports: []int{25, 587}, AllPorts: true, Reject: true, MinPrefixV4: 24, MinPrefixV6: 48, Resync: time.Minute}
@@ -135,6 +146,9 @@ jail "b" {
 	a, b := c.Jails[0], c.Jails[1]
 	if a.Increment != (jails.Increment{Factor: 2, Max: Week}) {
 		t.Errorf("a increment = %+v, want factor 2, default max", a.Increment)
+	}
+	if !slices.Equal(a.Programs, []string{"postfix*/*smtpd", "dovecot"}) || !slices.Equal(b.Programs, []string{"exim", "exim4*"}) {
+		t.Errorf("programs = %q, %q", a.Programs, b.Programs)
 	}
 	if b.Enabled || b.MaxRetry != 3 || b.FindTime != 36*time.Hour || b.BanTime != Week ||
 		len(b.Failregex) != 2 || len(b.Ignoreregex) != 1 || b.Key != (jails.Key{V4Bits: 24, V6Bits: 64}) ||
@@ -177,6 +191,7 @@ func TestLoadIncludeDefaults(t *testing.T) {
 	jail := `jail "a" {
   source    = "log"
   failregex = ["<HOST>"]
+  programs  = ["p"]
 }
 `
 	t.Run("absent reads jails.d", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"smtpban/internal/logline"
 	"smtpban/jails"
 )
 
@@ -109,7 +110,7 @@ func TestShippedJails(t *testing.T) {
 		{"dovecot auth failed old", "mx1 dovecot[88]: imap-login: Disconnected (auth failed, 3 attempts in 12 secs): user=<alice>, method=PLAIN, rip=203.0.113.7, lip=192.0.2.1, TLS, session=<x>", "dovecot", "203.0.113.7", "alice"},
 		{"dovecot auth failed 2.3.19", "mx1 dovecot: imap-login: Disconnected: auth failed, 3 attempts in 15 secs (auth failed, 3 attempts in 15 secs): user=<bob@example.com>, method=PLAIN, rip=2001:db8:1::5, lip=192.0.2.1, TLS, session=<x>", "dovecot", "2001:db8:1::5", "bob@example.com"},
 		{"dovecot pop3 aborted", "mx1 dovecot[88]: pop3-login: Aborted login (auth failed, 1 attempts in 2 secs): user=<admin>, method=PLAIN, rip=::ffff:198.51.100.20, lip=::ffff:192.0.2.1, session=<x>", "dovecot", "198.51.100.20", "admin"},
-		{"dovecot log_path layout", "auth: Info: imap-login: Info: Disconnected (auth failed, 2 attempts in 5 secs): user=<carol>, method=LOGIN, rip=192.0.2.5, lip=192.0.2.1, session=<x>", "dovecot", "192.0.2.5", "carol"},
+		{"dovecot log_path layout", "imap-login: Info: Disconnected (auth failed, 2 attempts in 5 secs): user=<carol>, method=LOGIN, rip=192.0.2.5, lip=192.0.2.1, session=<x>", "dovecot", "192.0.2.5", "carol"},
 		{"dovecot login ok", "mx1 dovecot[88]: imap-login: Login: user=<frank@example.com>, method=PLAIN, rip=192.0.2.44, lip=192.0.2.1, mpid=5555, TLS, session=<x>", "", "", ""},
 		{"dovecot no auth attempts", "mx1 dovecot[88]: imap-login: Disconnected (no auth attempts in 0 secs): user=<>, rip=192.0.2.90, lip=192.0.2.1, TLS handshaking, session=<x>", "", "", ""},
 		// dovecot-auth (disabled)
@@ -130,13 +131,25 @@ func TestShippedJails(t *testing.T) {
 		{"sendmail attack", "mx1 sm-mta[2345]: 4AOG70aa002345: [192.0.2.200]: possible SMTP attack: command=AUTH, count=5", "sendmail-auth", "192.0.2.200", ""},
 		{"sendmail sent", "mx1 sm-mta[2351]: 4AOG75af002350: to=<bob@example.net>, delay=00:00:00, mailer=local, stat=Sent", "", "", ""},
 	}
-	read := time.Date(2024, 11, 24, 16, 0, 0, 0, time.UTC)
+	read := time.Date(2024, 11, 24, 17, 0, 0, 0, time.UTC)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// The journal layout, and the syslog layout with a date in front.
+			// The layout a source of that server reads: Exim's main log,
+			// Dovecot's log_path, else syslog; without and with a date.
+			format := logline.Syslog
+			switch {
+			case tt.line[0] >= '0' && tt.line[0] <= '9':
+				format = logline.Exim
+			case strings.HasPrefix(tt.line, "auth: ") || strings.HasPrefix(tt.line, "imap-login: "):
+				format = logline.Dovecot
+			}
 			for _, line := range []string{tt.line, "Nov 24 16:04:04 " + tt.line} {
+				if format == logline.Exim && line != tt.line {
+					continue // stamped already
+				}
+				l := logline.Decode(format, line, read)
 				var hits []jails.Hit
-				for _, h := range m.Match("", line, read, nil) {
+				for _, h := range m.Match("", &l, nil) {
 					if !h.Success { // successes are checked by the corpus test
 						hits = append(hits, h)
 					}
@@ -215,9 +228,9 @@ func hclBlocks(r io.Reader) (blocks []string, start []int, err error) {
 }
 
 func TestHCLBlocks(t *testing.T) {
-	md := "# x\n```sh\nls\n```\n```hcl\njail \"a\" {\n  source = \"mail\"\n  failregex = [\"<HOST>\"]\n}\n```\ntext\n```hcl\nbogus = 1\n```\n"
+	md := "# x\n```sh\nls\n```\n```hcl\njail \"a\" {\n  source = \"mail\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n}\n```\ntext\n```hcl\nbogus = 1\n```\n"
 	blocks, start, err := hclBlocks(strings.NewReader(md))
-	if err != nil || len(blocks) != 2 || !slices.Equal(start, []int{6, 13}) {
+	if err != nil || len(blocks) != 2 || !slices.Equal(start, []int{6, 14}) {
 		t.Fatalf("hclBlocks = %q, %v, %v", blocks, start, err)
 	}
 	for i, wantErr := range []bool{false, true} {

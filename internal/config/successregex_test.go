@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"smtpban/internal/logline"
 	"smtpban/jails"
 )
 
@@ -48,7 +49,7 @@ func TestLoadSuccessregex(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			main := writeConfig(t, map[string]string{"smtpban.hcl": testSource +
-				"jail \"a\" {\n  source = \"log\"\n  failregex = [\"auth failed from <HOST>\"]\n" + tt.jail + "\n}\n"})
+				"jail \"a\" {\n  source = \"log\"\n  failregex = [\"auth failed from <HOST>\"]\n" + tt.jail + "\n  programs = [\"dovecot\"]\n}\n"})
 			c, ds := Load(main)
 			got := relative(ds, main)
 			if len(got) != len(tt.want) {
@@ -67,7 +68,8 @@ func TestLoadSuccessregex(t *testing.T) {
 			}
 			// The decoded patterns work: a success hit from the matcher.
 			if tt.count == 2 {
-				hs := jails.NewMatcher(c.Jails).Match("", "Login: user=<bob>, rip=192.0.2.8, lip=x", time.Now(), nil)
+				l := logline.Decode(logline.Syslog, "mx1 dovecot: Login: user=<bob>, rip=192.0.2.8, lip=x", time.Now())
+				hs := jails.NewMatcher(c.Jails).Match("", &l, nil)
 				if len(hs) != 1 || !hs[0].Success || hs[0].User != "bob" || hs[0].Addr.String() != "192.0.2.8" {
 					t.Errorf("hits %+v, want one success of bob from 192.0.2.8", hs)
 				}
