@@ -128,3 +128,21 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	return netip.AddrFrom16(b)
 }
+
+// Overlaps reports whether any address of prefix p is in the list: a
+// prefix ban must not sweep up an ignored address.
+func (l *IgnoreList) Overlaps(p netip.Prefix) bool {
+	p = normalize(p)
+	if !p.IsValid() {
+		return false
+	}
+	lo, hi := p.Addr(), lastAddr(p)
+	if l == nil {
+		return NewIgnoreList().Overlaps(p)
+	}
+	// First range whose hi >= lo; it overlaps p if it starts by hi.
+	i, _ := slices.BinarySearchFunc(l.ranges, lo, func(r addrRange, a netip.Addr) int {
+		return r.hi.Compare(a)
+	})
+	return i < len(l.ranges) && l.ranges[i].lo.BitLen() == lo.BitLen() && l.ranges[i].lo.Compare(hi) <= 0
+}

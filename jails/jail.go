@@ -27,7 +27,36 @@ type Jail struct {
 	BanTime      time.Duration
 	Key          Key
 	Increment    Increment
+	Widen        Widen
 	Ignore       []netip.Prefix // per-jail ignore list, on top of the global one
+}
+
+// Widen makes a ban cover a wider prefix once enough bans fall inside it:
+// when a ban would be the After-th active ban inside one /V6Bits (IPv6)
+// or /V4Bits (IPv4), the whole prefix is banned instead. Zero bits: that
+// family never widens. One host owns a /64; a /48 is one site, and three
+// of its /64s guessing passwords is that site.
+type Widen struct {
+	After  int
+	V4Bits int
+	V6Bits int
+}
+
+// Prefix returns the prefix a ban of key would widen into, or false when
+// the jail does not widen keys of that family or length.
+func (w Widen) Prefix(key netip.Prefix) (netip.Prefix, bool) {
+	if w.After < 2 || !key.IsValid() {
+		return netip.Prefix{}, false
+	}
+	bits := w.V6Bits
+	if key.Addr().Is4() {
+		bits = w.V4Bits
+	}
+	if bits <= 0 || bits >= key.Bits() {
+		return netip.Prefix{}, false
+	}
+	p, err := key.Addr().Prefix(bits)
+	return p, err == nil
 }
 
 // Key says what a failure is counted against: the address itself, or the

@@ -45,6 +45,11 @@ jail "dovecot" {
   findtime = "1h"
   bantime  = "1h"
   key      = "ip6/64"
+  # The 3rd banned /64 inside one /48 bans the whole /48 (one site).
+  widen {
+    after = 3
+    ip6   = 48
+  }
   bantime_increment {
     factor = 2
     max    = "1w"
@@ -62,8 +67,8 @@ jail "dovecot" {
 # authenticates through Dovecot, of "postfix-sasl" (set their enabled =
 # false): together they would see one attempt in two jails.
 # Client text: the user name inside "passwd-file(USER,ADDR)", logged with
-# its commas and parentheses, and the password when auth_verbose_passwords
-# = plain. The address is the last ",ADDR" before a "): REASON" that ends
+# its commas and parentheses (and the password with auth_verbose_passwords
+# = plain, which this jail refuses to read: see ignoreregex). The address is the last ",ADDR" before a "): REASON" that ends
 # the line, so a user name spelling ",192.0.2.9): Password mismatch" is
 # followed by the real ",ADDR): ..." and never read as the address. With
 # several passdbs, a miss that passes the request on ("... - trying the next
@@ -73,7 +78,17 @@ jail "dovecot-auth" {
   programs = ["dovecot", "postfix*/*smtpd"]
   enabled  = false
   failregex = [
-    "auth(?:-worker)?(?:\\([^)]*\\))?: (?:Info: )?(?:passwd-file|pam|sql|ldap|shadow|passwd|checkpassword|bsdauth|static)\\((?P<user>.*),<HOST>(?:,<[^<>]*>)?\\): (?:Password mismatch|unknown user|invalid credentials|pam_authenticate\\(\\) failed: [^()]*(?:\\([^()]*\\))?)(?: \\((?:SHA1 of )?given password: (?P<pass>[^)]*)\\))?$",
+    "auth(?:-worker)?(?:\\([^)]*\\))?: (?:Info: )?(?:passwd-file|pam|sql|ldap|shadow|passwd|checkpassword|bsdauth|static)\\((?P<user>.*),<HOST>(?:,<[^<>]*>)?\\): (?:Password mismatch|unknown user|invalid credentials|pam_authenticate\\(\\) failed: [^()]*(?:\\([^()]*\\))?)(?: \\(SHA1 of given password: (?P<pass>[0-9a-fA-F]+)\\))?$",
+  ]
+  # auth_verbose_passwords = plain logs the password, the client's text,
+  # after the address: a password can then spell a fake ",ADDR): Password
+  # mismatch" that ends the line, and no pattern can tell which address
+  # Dovecot wrote. Such lines are not counted at all; use sha1 (the
+  # fingerprint is hex that Dovecot computes) or no. A user name holding
+  # " (given password: " is ignored too, which costs nothing: no account
+  # has such a name.
+  ignoreregex = [
+    "auth(?:-worker)?(?:\\([^)]*\\))?: (?:Info: )?.* \\(given password: ",
   ]
   # Successes: Dovecot logs IMAP/POP3 logins; SMTP AUTH successes are
   # logged only by Postfix.
@@ -85,6 +100,11 @@ jail "dovecot-auth" {
   findtime = "1h"
   bantime  = "1h"
   key      = "ip6/64"
+  # The 3rd banned /64 inside one /48 bans the whole /48 (one site).
+  widen {
+    after = 3
+    ip6   = 48
+  }
   bantime_increment {
     factor = 2
     max    = "1w"

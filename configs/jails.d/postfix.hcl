@@ -48,6 +48,11 @@ jail "postfix-sasl" {
   findtime = "1h"
   bantime  = "1h"
   key      = "ip6/64"
+  # The 3rd banned /64 inside one /48 bans the whole /48 (one site).
+  widen {
+    after = 3
+    ip6   = 48
+  }
   bantime_increment {
     factor = 2
     max    = "1w"
@@ -71,6 +76,11 @@ jail "postfix-relay" {
   findtime = "1h"
   bantime  = "1d"
   key      = "ip6/64"
+  # The 3rd banned /64 inside one /48 bans the whole /48 (one site).
+  widen {
+    after = 3
+    ip6   = 48
+  }
   bantime_increment {
     factor = 2
     max    = "4w"

@@ -5,9 +5,9 @@ package config
 
 import (
 	"net/netip"
-	"smtpban/internal/logline"
 	"time"
 
+	"smtpban/internal/logline"
 	"smtpban/jails"
 )
 

@@ -37,7 +37,15 @@ var jailSchema = &hcl.BodySchema{
 		{Name: "key"},
 		{Name: "ignore"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "bantime_increment"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "bantime_increment"}, {Type: "widen"}},
+}
+
+var widenSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "after", Required: true},
+		{Name: "ip4"},
+		{Name: "ip6"},
+	},
 }
 
 var incrementSchema = &hcl.BodySchema{
@@ -49,8 +57,10 @@ var incrementSchema = &hcl.BodySchema{
 
 // jailDef is a jail as decoded, with the ranges later checks point at.
 type jailDef struct {
-	jail  *jails.Jail
-	keyAt hcl.Range // the key value, or the block's name when defaulted
+	jail   *jails.Jail
+	keyAt  hcl.Range // the key value, or the block's name when defaulted
+	widen4 hcl.Range // widen's ip4 value, if set
+	widen6 hcl.Range // widen's ip6 value, if set
 }
 
 // jail decodes a jail block. Jails are enabled unless they say otherwise:
@@ -116,7 +126,8 @@ func (l *loader) jail(b *hcl.Block) {
 	if a, ok := attrs["ignore"]; ok {
 		j.Ignore = l.prefixes(a.Expr, "ignore")
 	}
-	l.increment(j, content.Blocks)
+	l.increment(j, content.Blocks.OfType("bantime_increment"))
+	l.widen(def, content.Blocks.OfType("widen"))
 	if !dup {
 		l.cfg.Jails = append(l.cfg.Jails, j)
 		l.defs = append(l.defs, def)
@@ -157,8 +168,8 @@ func (l *loader) jailPrograms(def *jailDef, b *hcl.Block, attrs hcl.Attributes) 
 		l.errorf(b.DefRange, "Missing programs", "jail %q needs programs = [...]: globs over the programs whose lines it reads (e.g. \"postfix*/*smtpd\", \"dovecot\", \"exim\"); other programs' lines may quote a client's text", def.jail.Name)
 		return
 	}
-	ps, rs, _ := l.strList(a.Expr, "programs")
-	if len(ps) == 0 && len(rs) == 0 {
+	ps, rs, ok := l.strList(a.Expr, "programs")
+	if ok && len(ps) == 0 && len(rs) == 0 {
 		l.errorf(a.Expr.Range(), "Missing programs", "jail %q reads no program, so it can never match", def.jail.Name)
 	}
 	for i, p := range ps {
@@ -211,7 +222,8 @@ func (l *loader) checkRefs() {
 }
 
 // checkKeys warns when a jail counts on a prefix wider than the firewall
-// will ever add: those bans would be refused.
+// will ever add: those bans would be refused. A widen prefix wider than
+// that is an error: widening is asked for, and would never work.
 func (l *loader) checkKeys() {
 	fw := l.cfg.Firewall
 	if fw.Kind != "nftables" {
@@ -221,6 +233,63 @@ func (l *loader) checkKeys() {
 		k := d.jail.Key
 		if k.V4Bits < fw.MinPrefixV4 || k.V6Bits < fw.MinPrefixV6 {
 			l.warnf(d.keyAt, "Key wider than the firewall allows", "jail %q counts on %s, but the firewall adds nothing wider than /%d (IPv4) and /%d (IPv6)", d.jail.Name, k, fw.MinPrefixV4, fw.MinPrefixV6)
+		}
+		w := d.jail.Widen
+		if w.V4Bits > 0 && w.V4Bits < fw.MinPrefixV4 {
+			l.errorf(d.widen4, "Widen wider than the firewall allows", "jail %q widens IPv4 bans to /%d, but the firewall's min_prefix_v4 is %d", d.jail.Name, w.V4Bits, fw.MinPrefixV4)
+		}
+		if w.V6Bits > 0 && w.V6Bits < fw.MinPrefixV6 {
+			l.errorf(d.widen6, "Widen wider than the firewall allows", "jail %q widens IPv6 bans to /%d, but the firewall's min_prefix_v6 is %d", d.jail.Name, w.V6Bits, fw.MinPrefixV6)
+		}
+	}
+}
+
+// widen reads `widen { after = 3, ip6 = 48, ip4 = 24 }`.
+func (l *loader) widen(def *jailDef, bs hcl.Blocks) {
+	j := def.jail
+	for i, b := range bs {
+		if i > 0 {
+			l.errorf(b.DefRange, "Duplicate widen block", "jail %q already has one at %s", j.Name, pos(bs[0].DefRange))
+			continue
+		}
+		content, hds := b.Body.Content(widenSchema)
+		l.diags = append(l.diags, fromHCL(hds)...)
+		attrs := content.Attributes
+		whole := func(name string, lo, hi int) (int, hcl.Range, bool) {
+			a, ok := attrs[name]
+			if !ok {
+				return 0, hcl.Range{}, false
+			}
+			f, ok := l.number(a.Expr, name)
+			if !ok {
+				return 0, a.Expr.Range(), false
+			}
+			n, acc := f.Int64()
+			if !f.IsInt() || acc != big.Exact || n < int64(lo) || n > int64(hi) {
+				l.errorf(a.Expr.Range(), "Invalid "+name, "%s is %s; it must be a whole number from %d to %d", name, f.Text('g', -1), lo, hi)
+				return 0, a.Expr.Range(), false
+			}
+			return int(n), a.Expr.Range(), true
+		}
+		if n, _, ok := whole("after", 2, 1<<16); ok {
+			j.Widen.After = n
+		}
+		if n, r, ok := whole("ip4", jails.MinKeyV4, 31); ok {
+			j.Widen.V4Bits, def.widen4 = n, r
+			if n >= j.Key.V4Bits && j.Key.V4Bits > 0 {
+				l.errorf(r, "Invalid ip4", "widen ip4 = %d is not wider than the jail's key (%s)", n, j.Key)
+			}
+		}
+		if n, r, ok := whole("ip6", jails.MinKeyV6, 127); ok {
+			j.Widen.V6Bits, def.widen6 = n, r
+			if n >= j.Key.V6Bits && j.Key.V6Bits > 0 {
+				l.errorf(r, "Invalid ip6", "widen ip6 = %d is not wider than the jail's key (%s)", n, j.Key)
+			}
+		}
+		if _, ok4 := attrs["ip4"]; !ok4 {
+			if _, ok6 := attrs["ip6"]; !ok6 {
+				l.errorf(b.DefRange, "Missing widen prefix", "jail %q: widen needs ip6 = N (e.g. 48) or ip4 = N (e.g. 24)", j.Name)
+			}
 		}
 	}
 }

@@ -143,6 +143,23 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"smtpban.hcl:5:9: warning: Key wider than the firewall allows"},
 		},
 		{
+			name: "widen wider than the firewall adds, and not wider than the key",
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  key = \"ip6/64\"\n  programs = [\"p\"]\n  widen {\n    after = 3\n    ip6 = 24\n    ip4 = 32\n  }\n}\n" +
+				"firewall \"nftables\" {\n  min_prefix_v6 = 32\n}\n"},
+			want: []string{
+				"smtpban.hcl:9:11: Widen wider than the firewall allows: jail \"a\" widens IPv6 bans to /24, but the firewall's min_prefix_v6 is 32",
+				"smtpban.hcl:10:11: Invalid ip4: ip4 is 32; it must be a whole number from 8 to 31",
+			},
+		},
+		{
+			name:  "widen without a prefix, after below 2",
+			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  programs = [\"p\"]\n  widen {\n    after = 1\n  }\n}\n"},
+			want: []string{
+				"smtpban.hcl:6:3: Missing widen prefix",
+				"smtpban.hcl:7:13: Invalid after: after is 1; it must be a whole number from 2 to 65536",
+			},
+		},
+		{
 			name: "maxretry below 1",
 			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = 0\n  programs = [\"p\"]\n}\n" +
 				"jail \"b\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  maxretry = 2.5\n  programs = [\"p\"]\n}\n"},

@@ -2,11 +2,11 @@ package config
 
 import (
 	"regexp"
-
 	"slices"
-	"smtpban/internal/logline"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"smtpban/internal/logline"
 )
 
 var fileSourceSchema = &hcl.BodySchema{
@@ -81,7 +81,7 @@ func (l *loader) source(b *hcl.Block) {
 			l.warnf(b.DefRange, "Journal source without match", "source %q reads every journal entry of the host; add match = [\"SYSLOG_IDENTIFIER=...\"]", name)
 		}
 		if a, ok := attrs["trust"]; ok {
-			ts, rs, _ := l.strList(a.Expr, "trust")
+			ts, rs, listOK := l.strList(a.Expr, "trust")
 			for i, t := range ts {
 				if !trustRE.MatchString(t) {
 					l.errorf(rs[i], "Invalid trust", "%q: expected _FIELD=value naming a trusted field, e.g. _SYSTEMD_UNIT=postfix@-.service; fields without '_' are written by the sender", t)
@@ -89,7 +89,7 @@ func (l *loader) source(b *hcl.Block) {
 				}
 				s.Trust = append(s.Trust, t)
 			}
-			if len(ts) == 0 {
+			if listOK && len(ts) == 0 && len(rs) == 0 {
 				l.errorf(a.Expr.Range(), "Missing trust", "source %q trusts no entry, so it reads nothing; name the units of the mail services, e.g. [\"_SYSTEMD_UNIT=postfix@-.service\", \"_SYSTEMD_UNIT=dovecot.service\"]", name)
 			}
 		} else {

@@ -28,26 +28,101 @@ func (d *Daemon) banDecision(ctx context.Context, dec jails.Decision) {
 		d.counter.Forget(j.Name, dec.Key)
 		return
 	}
-	prior, _, err := d.store.BanHistory(dec.Key)
-	if err != nil {
-		d.log.Error("read ban history", keyAddr, dec.Key, keyErr, err)
+	now := d.now()
+	// A line cannot say it is from the future (logline clamps it); this
+	// keeps a ban from starting later than now whatever its source.
+	since := dec.Time
+	if since.After(now) {
+		since = now
 	}
-	until := dec.Time.Add(j.BanDuration(prior))
-	if !until.After(d.now()) {
+	if cover, ok, err := d.store.Covering(dec.Key, 0); err != nil {
+		d.log.Error("look for a covering ban", keyAddr, dec.Key, keyErr, err)
+	} else if ok && cover.Until.After(now) {
+		// Already dropped by a wider ban: a nested element would only
+		// collide with it in the kernel's set.
+		d.log.Debug("ban skipped", keyJail, j.Name, keyAddr, dec.Key, "reason", "covered by the ban of "+cover.Prefix.String())
+		d.counter.Forget(j.Name, dec.Key)
+		return
+	}
+	key, inner := d.widen(j, dec.Key, dec.Addr, now)
+	prior, _, err := d.store.BanHistory(key)
+	if err != nil {
+		d.log.Error("read ban history", keyAddr, key, keyErr, err)
+	}
+	until := since.Add(j.BanDuration(prior))
+	if !until.After(now) {
 		// Catching up on old lines after downtime: this ban would already
 		// have ended.
 		d.counter.Forget(j.Name, dec.Key)
 		return
 	}
+	for _, b := range inner {
+		if b.Until.After(until) {
+			until = b.Until // the wider ban keeps the longest
+		}
+	}
 	b := state.Ban{
-		Prefix: dec.Key, Jail: j.Name, Since: dec.Time, Until: until,
+		Prefix: key, Jail: j.Name, Since: since, Until: until,
 		Failures: dec.Failures, Lines: dec.Lines, Origin: d.opts.Hostname,
 	}
+	if len(inner) > 0 {
+		if err := d.replaceInner(ctx, inner); err != nil {
+			d.log.Error("widen ban", keyJail, j.Name, keyAddr, key, keyErr, err)
+			return
+		}
+		d.log.Info("ban widened", keyJail, j.Name, keyAddr, key, "inside", len(inner), "tipping", dec.Key)
+	}
 	if _, err := d.putBan(ctx, b, decided); err != nil {
-		d.log.Error("ban failed", keyJail, j.Name, keyAddr, dec.Key, keyErr, err)
+		d.log.Error("ban failed", keyJail, j.Name, keyAddr, key, keyErr, err)
 		return
 	}
 	d.counter.Forget(j.Name, dec.Key)
+}
+
+// widen returns the prefix a ban of key becomes under j's widen rule, and
+// the active bans inside it that the wider ban replaces. It returns key
+// and nil when the rule does not apply, or the wider prefix is protected.
+func (d *Daemon) widen(j *jails.Jail, key netip.Prefix, addr netip.Addr, now time.Time) (netip.Prefix, []state.Ban) {
+	wide, ok := j.Widen.Prefix(key)
+	if !ok {
+		return key, nil
+	}
+	within, err := d.store.BansWithin(wide)
+	if err != nil {
+		d.log.Error("list bans to widen", keyAddr, wide, keyErr, err)
+		return key, nil
+	}
+	active := within[:0]
+	for _, b := range within {
+		if b.Until.After(now) && b.Prefix != key {
+			active = append(active, b)
+		}
+	}
+	if len(active)+1 < j.Widen.After {
+		return key, nil
+	}
+	if why := d.protected(j.Name, wide, addr); why != "" {
+		d.log.Warn("ban not widened", keyJail, j.Name, keyAddr, wide, "reason", why)
+		return key, nil
+	}
+	return wide, active
+}
+
+// replaceInner lifts bans that a wider one is about to cover, in state
+// and in the firewall (a set cannot hold a prefix and one inside it).
+func (d *Daemon) replaceInner(ctx context.Context, inner []state.Ban) error {
+	ps := make([]netip.Prefix, 0, len(inner))
+	for _, b := range inner {
+		if _, _, err := d.store.DeleteBan(b.Prefix); err != nil {
+			return fmt.Errorf("lift %s: %w", b.Prefix, err)
+		}
+		ps = append(ps, b.Prefix)
+	}
+	if err := d.fw.Remove(ctx, ps); err != nil {
+		d.metrics.FirewallError(metrics.OpRemove)
+		return fmt.Errorf("remove covered bans from the firewall: %w", err)
+	}
+	return nil
 }
 
 // protected says why p must not be banned, or "" if it may be.

@@ -52,6 +52,8 @@ func Run(ctx context.Context, o Options) error {
 		counter: untracked(jails.NewCounter(1<<30, js...)),
 		ignore:  map[string]*jails.IgnoreList{},
 		prior:   map[netip.Prefix]int{},
+		active:  map[netip.Prefix]time.Time{},
+		within:  map[netip.Prefix][]netip.Prefix{},
 		stats:   map[string]*jailStats{},
 	}
 	// Buffered: a write per event cost more than matching the lines.
@@ -138,8 +140,10 @@ type run struct {
 	opts    Options
 	matcher *jails.Matcher
 	counter *jails.Counter
-	ignore  map[string]*jails.IgnoreList // per jail: global ignore plus the jail's own
-	prior   map[netip.Prefix]int         // bans so far per key, for escalation
+	ignore  map[string]*jails.IgnoreList    // per jail: global ignore plus the jail's own
+	prior   map[netip.Prefix]int            // bans so far per key, for escalation
+	active  map[netip.Prefix]time.Time      // each ban's end
+	within  map[netip.Prefix][]netip.Prefix // keys banned inside each widen prefix
 	stats   map[string]*jailStats
 	order   []string
 	out     *bufio.Writer // -json: matches and bans, in order
@@ -242,9 +246,37 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 	if r.ignore[h.Jail.Name].Contains(d.Addr) {
 		return nil
 	}
-	prior := r.prior[d.Key]
-	r.prior[d.Key] = prior + 1
-	b := ban{Event: "ban", Jail: h.Jail.Name, IP: d.Key, Time: d.Time, Until: d.Time.Add(h.Jail.BanDuration(prior)), Failures: d.Failures}
+	// The daemon's rules for nested bans: a key inside an active wider
+	// ban is not banned again, and enough bans inside a jail's widen
+	// prefix become one ban of that prefix.
+	if r.covered(d.Key, d.Time) {
+		r.counter.Forget(h.Jail.Name, d.Key)
+		return nil
+	}
+	key := d.Key
+	var inner []netip.Prefix
+	if wide, ok := h.Jail.Widen.Prefix(d.Key); ok {
+		for _, p := range r.within[wide] {
+			if p != d.Key && r.active[p].After(d.Time) {
+				inner = append(inner, p)
+			}
+		}
+		if len(inner)+1 >= h.Jail.Widen.After && !r.ignore[h.Jail.Name].Overlaps(wide) {
+			key = wide
+		} else {
+			inner = nil
+		}
+		r.within[wide] = append(r.within[wide], d.Key)
+	}
+	prior := r.prior[key]
+	r.prior[key] = prior + 1
+	until := d.Time.Add(h.Jail.BanDuration(prior))
+	for _, p := range inner {
+		until = laterOf(until, r.active[p])
+		delete(r.active, p)
+	}
+	r.active[key] = until
+	b := ban{Event: "ban", Jail: h.Jail.Name, IP: key, Time: d.Time, Until: until, Failures: d.Failures}
 	st := r.stats[h.Jail.Name]
 	st.bans = append(st.bans, b)
 	if r.opts.JSON {
@@ -253,6 +285,24 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 		}
 	}
 	return nil
+}
+
+// covered reports whether an active ban strictly contains key at t.
+func (r *run) covered(key netip.Prefix, t time.Time) bool {
+	for bits := key.Bits() - 1; bits >= 0; bits-- {
+		p, _ := key.Addr().Prefix(bits)
+		if until, ok := r.active[p]; ok && until.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 var errTooLong = errors.New("line too long")

@@ -1,0 +1,84 @@
+package state
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// BansWithin returns the stored bans on prefixes inside w (w itself
+// excluded), expired but not yet swept included. Ban keys sort by address
+// first, so this is one cursor walk over w's range, not a scan of all bans.
+func (s *Store) BansWithin(w netip.Prefix) ([]Ban, error) {
+	w = w.Masked()
+	start := w.Addr().AsSlice()
+	last := lastAddr(w).AsSlice()
+	var out []Ban
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBans).Cursor()
+		for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+			if len(k) != len(start)+1 {
+				continue // the other family: IPv4 and IPv6 keys interleave
+			}
+			if bytes.Compare(k[:len(start)], last) > 0 {
+				break
+			}
+			b, err := decodeBan(v)
+			if err != nil {
+				return fmt.Errorf("key %x: %w", k, err)
+			}
+			if b.Prefix.Bits() > w.Bits() && w.Contains(b.Prefix.Addr()) {
+				out = append(out, b)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bans within %s: %w", w, err)
+	}
+	return out, nil
+}
+
+// Covering returns the stored ban on the longest prefix that strictly
+// contains p and is at least minBits long, if any (expired but not yet
+// swept included: the caller compares Until).
+func (s *Store) Covering(p netip.Prefix, minBits int) (Ban, bool, error) {
+	p = p.Masked()
+	var (
+		out   Ban
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		bans := tx.Bucket(bucketBans)
+		for bits := p.Bits() - 1; bits >= max(minBits, 0); bits-- {
+			q, err := p.Addr().Prefix(bits)
+			if err != nil {
+				return err
+			}
+			v := bans.Get(prefixKey(q))
+			if v == nil {
+				continue
+			}
+			out, err = decodeBan(v)
+			found = err == nil
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return Ban{}, false, fmt.Errorf("ban covering %s: %w", p, err)
+	}
+	return out, found, nil
+}
+
+// lastAddr is the highest address in masked prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
