@@ -1,8 +1,10 @@
 package control_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -64,6 +66,9 @@ func TestHelperProcess(t *testing.T) {
 		return // a normal run: nothing to do
 	}
 	op, sock, _ := strings.Cut(arg, ":")
+	if op == "serve" {
+		serveHelper(t, sock)
+	}
 	c := control.NewClient(sock)
 	var err error
 	switch op {
@@ -162,6 +167,167 @@ func TestCredentials(t *testing.T) {
 			t.Errorf("ban as root: %v", err)
 		}
 	})
+}
+
+// serveResult is what the serving helper reports when its stdin closes.
+type serveResult struct {
+	Calls []string `json:"calls"`
+}
+
+// serveHelper is the server run as another user: it says "ready" once the
+// socket at sock listens, serves until stdin closes, then reports the
+// daemon calls made.
+func serveHelper(t *testing.T, sock string) {
+	f := newFake()
+	controltest.Serve(t, f, control.ServerOptions{Path: sock})
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	json.NewEncoder(os.Stdout).Encode(serveResult{Calls: f.Calls()})
+	os.Exit(0)
+}
+
+// TestCredentialsDaemonNotRoot runs the server as nobody, as the unit runs
+// smtpband as smtpban: root and the daemon's own uid may make changes,
+// another uid may not connect (socket 0600, owned by nobody), nor change
+// anything when the socket is opened to it.
+func TestCredentialsDaemonNotRoot(t *testing.T) {
+	requireRoot(t)
+	if _, err := user.LookupId("65534"); err != nil {
+		skipOrFail(t, "needs user nobody (65534)")
+	}
+	const nobody, other = 65534, 65533 // other: any uid but root's and the daemon's
+	dir, err := os.MkdirTemp("", "ctlcred")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := copyExecutable(t, dir)
+	// The daemon creates its socket in a directory of its own, as in
+	// /run/smtpban under RuntimeDirectory=.
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(run, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(run, "s.sock")
+
+	srv := exec.Command(bin, "-test.run=^TestHelperProcess$")
+	srv.Env = append(os.Environ(), helperEnv+"=serve:"+sock, "GORACE=atexit_sleep_ms=0")
+	srv.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	srv.Stderr = os.Stderr
+	stdin, err := srv.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Process.Kill()
+		srv.Wait()
+	})
+	out := bufio.NewReader(stdout)
+	for {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("server as nobody did not start: %v", err)
+		}
+		if line == "ready\n" {
+			break
+		}
+	}
+
+	fi, err := os.Lstat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o600 || st.Uid != nobody {
+		t.Errorf("socket %v owned by uid %d, want 0600 and uid %d", fi.Mode(), st.Uid, nobody)
+	}
+
+	wantBans := 0
+	t.Run("root changes", func(t *testing.T) {
+		// Root connects to a socket it does not own: CAP_DAC_OVERRIDE.
+		if _, err := control.NewClient(sock).Ban(t.Context(), netip.MustParsePrefix("192.0.2.1/32"), "", 0); err != nil {
+			t.Errorf("ban as root: %v", err)
+		}
+		wantBans++
+	})
+	tests := []struct {
+		name   string
+		uid    uint32
+		chmod  bool // open the socket to everyone, to reach the server's own check
+		op     string
+		errHas string // "" = success
+		ban    bool   // the daemon's Ban is called
+	}{
+		{"daemon's own uid changes", nobody, false, "ban", "", true},
+		{"other uid cannot connect", other, false, "status", "permission denied: cannot connect to", false},
+		{"other uid reads an open socket", other, true, "status", "", false},
+		{"other uid may not change", other, true, "ban", "permission denied: run as root or as user nobody", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mode := os.FileMode(0o600)
+			if tc.chmod {
+				mode = 0o666
+			}
+			if err := os.Chmod(sock, mode); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(t.Context(), bin, "-test.run=^TestHelperProcess$")
+			cmd.Env = append(os.Environ(), helperEnv+"="+tc.op+":"+sock, "GORACE=atexit_sleep_ms=0")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: tc.uid, Gid: tc.uid, Groups: []uint32{}}}
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("helper: %v: %s", err, out)
+			}
+			var r helperResult
+			if err := json.Unmarshal(lastLine(out), &r); err != nil {
+				t.Fatalf("helper output %q: %v", out, err)
+			}
+			switch {
+			case tc.errHas == "" && r.Err != "":
+				t.Errorf("error %q, want success", r.Err)
+			case tc.errHas != "" && !strings.Contains(r.Err, tc.errHas):
+				t.Errorf("error %q, want it to contain %q", r.Err, tc.errHas)
+			case tc.errHas != "" && !r.Permission:
+				t.Errorf("error %q is not ErrPermission", r.Err)
+			}
+			if tc.ban {
+				wantBans++
+			}
+		})
+	}
+
+	stdin.Close()
+	rest, err := io.ReadAll(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r serveResult
+	if err := json.Unmarshal(lastLine(rest), &r); err != nil {
+		t.Fatalf("server output %q: %v", rest, err)
+	}
+	bans := 0
+	for _, c := range r.Calls {
+		if c == "Ban" {
+			bans++
+		}
+	}
+	if bans != wantBans {
+		t.Errorf("daemon's Ban called %d times, want %d (calls %v)", bans, wantBans, r.Calls)
+	}
 }
 
 func copyExecutable(t *testing.T, dir string) string {
