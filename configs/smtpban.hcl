@@ -7,9 +7,12 @@
 # Bans, failure windows and read positions (bbolt).
 state_dir = "/var/lib/smtpban"
 
-# Control socket for the smtpban client (root only).
+# Control socket for the smtpban client (root, and smtpband's own user).
 socket = "/run/smtpban/smtpband.sock"
 # Let a group use `smtpban ban/unban/allow/reload` too (socket mode 0660).
+# Under the systemd unit the daemon, not root, gives the socket to the
+# group: it must be in it (Group= or SupplementaryGroups=), and the unit
+# needs SystemCallFilter=@chown.
 # socket_group = "smtpban"
 
 # Prometheus metrics (smtpban_*) on this address; off when unset. The

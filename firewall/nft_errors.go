@@ -20,7 +20,7 @@ func advise(op string, err error) error {
 	var hint string
 	switch {
 	case has(syscall.EPERM), has(syscall.EACCES):
-		hint = "need CAP_NET_ADMIN: run smtpband as root"
+		hint = "need CAP_NET_ADMIN: run smtpband as root or give it the capability (the unit's AmbientCapabilities=CAP_NET_ADMIN)"
 	case has(syscall.EPROTONOSUPPORT), has(syscall.EAFNOSUPPORT), has(syscall.EOPNOTSUPP):
 		hint = "nf_tables not available: load the module (modprobe nf_tables) or use a kernel with nftables"
 	case has(syscall.ENOENT):

@@ -26,6 +26,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// MkdirTemp makes it 0700: some tests run the binaries as nobody.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	args := []string{"build", "-o", dir}
 	if raceEnabled {
 		args = append(args, "-race")

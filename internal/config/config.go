@@ -22,7 +22,7 @@ type Config struct {
 	Socket   string
 	// SocketGroup, if set, makes the control socket 0660 with this group
 	// (a name or a numeric gid), whose members may make changes; otherwise
-	// the socket is 0600 and only root may connect.
+	// the socket is 0600: only root and the daemon's own user may connect.
 	SocketGroup string
 	// Metrics is the host:port the Prometheus endpoint listens on; "" serves none.
 	Metrics string

@@ -103,16 +103,25 @@ func (s *Server) wrap(change bool, h apiFunc) http.Handler {
 	})
 }
 
-// authorize lets root, and members of the socket's group, make changes.
+// authorize lets root, the daemon's own user and members of the socket's
+// group make changes. Root keeps this right when the daemon is not root:
+// it is who runs `smtpban ban` by hand, and it may connect anyway.
 func (s *Server) authorize(p *peer) error {
-	msg := "permission denied: run as root"
+	ways := []string{"root"}
+	if s.uid != 0 {
+		ways = append(ways, "user "+s.user)
+	}
 	if s.grp {
-		msg += " or as a member of group " + s.opts.Group
+		ways = append(ways, "a member of group "+s.opts.Group)
+	}
+	msg := "permission denied: run as " + ways[0]
+	if n := len(ways); n > 1 {
+		msg = "permission denied: run as " + strings.Join(ways[:n-1], ", as ") + " or as " + ways[n-1]
 	}
 	switch {
 	case p == nil:
 		return &httpError{http.StatusForbidden, msg + " (the caller's credentials are unknown)"}
-	case p.uid == 0:
+	case p.uid == 0, p.uid == s.uid:
 		return nil
 	case s.grp && p.inGroup(s.gid):
 		return nil

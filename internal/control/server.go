@@ -17,8 +17,9 @@ import (
 // ServerOptions configure a Server.
 type ServerOptions struct {
 	Path string // the socket, e.g. /run/smtpban/smtpband.sock
-	// Group, if set, makes the socket 0660 root:Group and lets its members
-	// make changes; otherwise the socket is 0600 and only root may connect.
+	// Group, if set, makes the socket 0660 with group Group and lets its
+	// members make changes; otherwise the socket is 0600. Either way it
+	// belongs to the daemon's user, and root may connect and make changes.
 	Group  string
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -36,6 +37,12 @@ type Server struct {
 	fi  os.FileInfo // the socket as created, to remove only our own
 	gid uint32
 	grp bool // gid is set
+
+	// The daemon's own effective uid and its name. Run as a system user
+	// (the unit's User=smtpban), the daemon owns the socket, and that user
+	// may make changes as root may.
+	uid  uint32
+	user string
 }
 
 // Log attribute keys.
@@ -60,6 +67,11 @@ func NewServer(d Daemon, opts ServerOptions) *Server {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.uid = uint32(os.Geteuid())
+	s.user = strconv.FormatUint(uint64(s.uid), 10)
+	if u, err := user.LookupId(s.user); err == nil {
+		s.user = u.Username
 	}
 	return s
 }

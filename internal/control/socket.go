@@ -14,7 +14,8 @@ import (
 const maxSocketPath = 107
 
 // listen creates the socket at path: mode 0600, or 0660 with group gid if
-// gid >= 0. The socket is made in a private directory next to path, given
+// gid >= 0, owned by the daemon's user. Root connects whatever the mode
+// (CAP_DAC_OVERRIDE); other users only through the group. The socket is made in a private directory next to path, given
 // its mode and owner there and renamed into place, so nobody can connect
 // in between and a stale socket is replaced atomically.
 func listen(path string, gid int) (*net.UnixListener, os.FileInfo, error) {
@@ -48,6 +49,11 @@ func listen(path string, gid int) (*net.UnixListener, os.FileInfo, error) {
 	if gid >= 0 {
 		mode = 0o660
 		if err := os.Lchown(tmp, -1, gid); err != nil {
+			if errors.Is(err, syscall.EPERM) && os.Geteuid() != 0 {
+				// Without CAP_CHOWN a process may only give its files to
+				// its own groups.
+				err = fmt.Errorf("%w (a daemon not run as root must be a member of gid %d: add the group to the unit's SupplementaryGroups=, and SystemCallFilter=@chown)", err, gid)
+			}
 			return fail(err)
 		}
 	}
