@@ -258,6 +258,7 @@ source "file" "mail" {
 
 jail "postfix-sasl" {
   source    = "mail"
+  programs  = ["postfix*/*smtpd"]
   failregex = [%q]
   maxretry  = 3
   findtime  = "1h"
