@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"smtpban/internal/config"
+	"smtpban/internal/neverban"
 	"smtpban/jails"
 )
 
@@ -206,7 +207,9 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 	if !ok {
 		return nil
 	}
-	if r.ignore[h.Jail.Name].Contains(d.Addr) {
+	// As the daemon: a keyed prefix may hold what its address does not
+	// (2002::/16 holds IPv4 loopback inside 6to4).
+	if r.ignore[h.Jail.Name].Contains(d.Addr) || neverban.Prefix(d.Key) != "" {
 		return nil
 	}
 	prior := r.prior[d.Key]
