@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"smtpban/internal/control"
+	"smtpban/state"
 )
 
 // neverBanned are hosts a log line may carry that no ban may touch, in the
@@ -107,5 +109,38 @@ func TestNeverBanManual(t *testing.T) {
 	}
 	if es, err := d.fw.List(ctx); err != nil || len(es) != 0 {
 		t.Errorf("firewall holds %v, %v; want nothing", es, err)
+	}
+}
+
+// TestNeverBanInStateAtStart: a ban an older version saved on an address
+// now never banned must not stop the daemon from starting; the other bans
+// are restored.
+func TestNeverBanInStateAtStart(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "mail.log")
+	writeTestFile(t, logPath, "first line\n")
+	cfgPath := filepath.Join(dir, "smtpban.hcl")
+	stateDir := filepath.Join(dir, "state")
+	writeTestFile(t, cfgPath, fmt.Sprintf(testConfig, stateDir, filepath.Join(dir, "s.sock"), "", logPath))
+	st, err := state.Open(filepath.Join(stateDir, "smtpban.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, p := range []string{"2002:7f00:1::/48", "203.0.113.7/32"} {
+		if _, err := st.PutBan(state.Ban{Prefix: netip.MustParsePrefix(p), Jail: "postfix-sasl", Since: now, Until: now.Add(time.Hour), Origin: "mx1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := runTest(t, cfgPath, time.Hour)
+	es, err := d.fw.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].Prefix != netip.MustParsePrefix("203.0.113.7/32") {
+		t.Errorf("firewall holds %v, want only 203.0.113.7/32", es)
 	}
 }
