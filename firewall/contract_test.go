@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -177,6 +178,25 @@ func TestContract(t *testing.T) {
 				}
 			}
 			assertHolds(t, b)
+		}},
+		{"never-banned entries refused, named", func(t *testing.T, b Backend) {
+			good := Entry{pfx("192.0.2.1/32"), time.Hour}
+			for _, s := range []string{
+				"127.0.0.1/32", "224.0.0.1/32", "169.254.1.1/32", "255.255.255.255/32", "240.1.2.3/32", "0.1.2.3/32",
+				"::ffff:127.0.0.1/128", "fe80::1/128", "ff02::1/128", "64:ff9b::7f00:1/128", "2002:7f00:1::/48",
+			} {
+				err := b.Add(ctx, []Entry{good, {pfx(s), time.Hour}})
+				if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), s) || !strings.Contains(err.Error(), "never banned") {
+					t.Errorf("Add(%s) = %v, want ErrRefused naming it as never banned", s, err)
+				}
+			}
+			assertHolds(t, b)
+			// Reconcile takes entries one by one: the rest is applied.
+			_, _, err := Reconcile(ctx, b, []Entry{good, {pfx("2002:7f00:1::/48"), time.Hour}})
+			if !errors.Is(err, ErrRefused) {
+				t.Errorf("Reconcile error = %v, want one wrapping ErrRefused for 2002:7f00:1::/48", err)
+			}
+			assertHolds(t, b, good)
 		}},
 		{"reconcile", func(t *testing.T, b Backend) {
 			mustAdd(t, b,

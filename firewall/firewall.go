@@ -19,8 +19,9 @@ type Entry struct {
 // Backend is where bans take effect.
 type Backend interface {
 	// Add inserts entries, or refreshes their timeout if present. Entries that
-	// fail validation (too short a prefix, zero timeout) are refused with an
-	// error and none of the batch is applied.
+	// fail validation (too short a prefix, a never-banned address, zero
+	// timeout) are refused with an error naming the entry, and none of the
+	// batch is applied.
 	Add(ctx context.Context, entries []Entry) error
 	// Remove deletes entries; absent ones are not an error.
 	Remove(ctx context.Context, prefixes []netip.Prefix) error

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"smtpban/internal/neverban"
 )
 
 // ErrRefused marks an entry that no backend will ever add: an invalid or too
-// short prefix, a default route, or a timeout that is not positive.
+// short prefix, a default route, a prefix holding an address that is never
+// banned (see internal/neverban), or a timeout that is not positive.
 var ErrRefused = errors.New("refused")
 
 // Default shortest prefixes: anything wider would ban whole providers.
@@ -50,7 +53,8 @@ func Normalize(p netip.Prefix) (netip.Prefix, error) {
 }
 
 // CheckPrefix normalizes p and refuses it if it is shorter than the limits
-// allow (a /0 is always refused).
+// allow (a /0 is always refused) or holds an address that is never banned:
+// the daemon refuses those first, this is the last line of defence.
 func (l Limits) CheckPrefix(p netip.Prefix) (netip.Prefix, error) {
 	l = l.withDefaults()
 	n, err := Normalize(p)
@@ -63,6 +67,9 @@ func (l Limits) CheckPrefix(p netip.Prefix) (netip.Prefix, error) {
 	}
 	if n.Bits() == 0 || n.Bits() < minBits {
 		return netip.Prefix{}, fmt.Errorf("prefix %v: shorter than /%d: %w", p, minBits, ErrRefused)
+	}
+	if why := neverban.Prefix(n); why != "" {
+		return netip.Prefix{}, fmt.Errorf("prefix %v: never banned (%s): %w", p, why, ErrRefused)
 	}
 	return n, nil
 }

@@ -4,12 +4,16 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+
+	"smtpban/internal/neverban"
 )
 
 // IgnoreList is a set of CIDRs that are never banned. It always holds
-// loopback (127.0.0.0/8, ::1) and the unspecified addresses. Lookups are a
-// binary search over merged address ranges, so hundreds of CIDRs cost a
-// handful of comparisons. A nil *IgnoreList holds only the defaults.
+// loopback (127.0.0.0/8, ::1), the unspecified addresses, and whatever else
+// neverban refuses (multicast, link-local, IPv4 loopback inside 6to4, ...).
+// Lookups are a binary search over merged address ranges, so hundreds of
+// CIDRs cost a handful of comparisons. A nil *IgnoreList holds only the
+// defaults.
 type IgnoreList struct {
 	prefixes []netip.Prefix // as given (masked), for With
 	ranges   []addrRange    // sorted, merged, non-overlapping
@@ -56,8 +60,11 @@ func (l *IgnoreList) Contains(a netip.Addr) bool {
 	if !a.IsValid() {
 		return false
 	}
+	if neverban.Addr(a) != "" {
+		return true
+	}
 	if l == nil {
-		return a.IsLoopback() || a.IsUnspecified()
+		return false
 	}
 	// First range whose hi >= a; a is in it if lo <= a.
 	i, _ := slices.BinarySearchFunc(l.ranges, a, func(r addrRange, a netip.Addr) int {

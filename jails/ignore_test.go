@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"smtpban/internal/neverban"
 )
 
 func TestIgnoreList(t *testing.T) {
@@ -43,7 +45,21 @@ func TestIgnoreList(t *testing.T) {
 		{"2001:db8:ffff::1", false, true},
 		{"2001:db8:ffff::2", false, false},
 		{"8.8.8.8", false, false},
-		{"::2", false, false},
+		{"2001:db8:ffff::3", false, false},
+		// Never banned, whatever the list holds (see internal/neverban).
+		{"::2", true, true}, // IPv4-compatible 0.0.0.2: "this network"
+		{"::127.0.0.1", true, true},
+		{"64:ff9b::7f00:1", true, true},
+		{"64:ff9b::cb00:7107", false, false},
+		{"2002:7f00:1::1", true, true},
+		{"2002:cb00:7107::1", false, false},
+		{"224.0.0.1", true, true},
+		{"169.254.1.1", true, true},
+		{"255.255.255.255", true, true},
+		{"0.1.2.3", true, true},
+		{"240.1.2.3", true, true},
+		{"fe80::1%eth0", true, true},
+		{"ff02::1", true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
@@ -57,7 +73,12 @@ func TestIgnoreList(t *testing.T) {
 		})
 	}
 	var nilList *IgnoreList
-	if !nilList.Contains(netip.MustParseAddr("127.0.0.1")) || nilList.Contains(netip.MustParseAddr("192.0.2.1")) {
+	for _, s := range []string{"127.0.0.1", "::ffff:127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::1", "224.0.0.1"} {
+		if !nilList.Contains(netip.MustParseAddr(s)) {
+			t.Errorf("nil list must hold never-banned %s", s)
+		}
+	}
+	if nilList.Contains(netip.MustParseAddr("192.0.2.1")) {
 		t.Error("nil list must hold only the defaults")
 	}
 	if l.Contains(netip.Addr{}) {
@@ -93,7 +114,7 @@ func TestIgnoreListMatchesLinear(t *testing.T) {
 			b[4] = byte(r.IntN(256))
 			a = netip.AddrFrom16(b)
 		}
-		want := a.IsLoopback() || a.IsUnspecified()
+		want := neverban.Addr(a) != ""
 		for _, p := range ps {
 			want = want || p.Contains(a)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"smtpban/firewall"
 	"smtpban/internal/metrics"
+	"smtpban/internal/neverban"
 	"smtpban/jails"
 	"smtpban/state"
 )
@@ -127,6 +128,10 @@ func (d *Daemon) replaceInner(ctx context.Context, inner []state.Ban) error {
 
 // protected says why p must not be banned, or "" if it may be.
 func (d *Daemon) protected(jail string, p netip.Prefix, addr netip.Addr) string {
+	// First, so that the reason names the class, whatever the lists hold.
+	if why := neverban.Prefix(p); why != "" {
+		return "never banned: " + why
+	}
 	l := d.ignoreList[jail]
 	if l == nil {
 		l = d.globalIgnore
@@ -145,9 +150,6 @@ func (d *Daemon) protected(jail string, p netip.Prefix, addr netip.Addr) string 
 			if ig.Overlaps(p) {
 				return fmt.Sprintf("prefix overlaps ignored %s", ig)
 			}
-		}
-		if p.Contains(netip.IPv6Loopback()) || p.Contains(netip.MustParseAddr("127.0.0.1")) {
-			return "prefix contains loopback"
 		}
 	}
 	return ""

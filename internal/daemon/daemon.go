@@ -377,6 +377,13 @@ func (d *Daemon) resync(ctx context.Context) (added, removed int, err error) {
 		}
 	}
 	added, removed, err = firewall.Reconcile(ctx, d.fw, want)
+	if errors.Is(err, firewall.ErrRefused) {
+		// Bans saved before a limit or a never-ban class applied: the rest
+		// is in place, and these expire from state by themselves. Failing
+		// here would keep the daemon from starting.
+		d.log.Warn("bans in state left out of the firewall", keyErr, err)
+		err = nil
+	}
 	if err != nil {
 		return added, removed, fmt.Errorf("reconcile firewall: %w", err)
 	}

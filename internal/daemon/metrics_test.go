@@ -93,6 +93,7 @@ func runTest(t *testing.T, cfgPath string, checkpointEvery time.Duration) (d *Da
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- err // for stop, which Fatalf's cleanup runs
 		t.Fatalf("Run returned before ready: %v", err)
 	}
 	return d, stop

@@ -21,6 +21,7 @@ import (
 
 	"smtpban/internal/config"
 	"smtpban/internal/logline"
+	"smtpban/internal/neverban"
 	"smtpban/jails"
 )
 
@@ -243,7 +244,9 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 	if !ok {
 		return nil
 	}
-	if r.ignore[h.Jail.Name].Contains(d.Addr) {
+	// As the daemon: a keyed prefix may hold what its address does not
+	// (2002::/16 holds IPv4 loopback inside 6to4).
+	if r.ignore[h.Jail.Name].Contains(d.Addr) || neverban.Prefix(d.Key) != "" {
 		return nil
 	}
 	// The daemon's rules for nested bans: a key inside an active wider
@@ -261,7 +264,7 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 				inner = append(inner, p)
 			}
 		}
-		if len(inner)+1 >= h.Jail.Widen.After && !r.ignore[h.Jail.Name].Overlaps(wide) {
+		if len(inner)+1 >= h.Jail.Widen.After && !r.ignore[h.Jail.Name].Overlaps(wide) && neverban.Prefix(wide) == "" {
 			key = wide
 		} else {
 			inner = nil
