@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"smtpban/firewall"
+	"smtpban/internal/control"
 	"smtpban/internal/metrics"
 	"smtpban/internal/neverban"
 	"smtpban/jails"
@@ -50,6 +52,13 @@ func (d *Daemon) banDecision(ctx context.Context, dec jails.Decision) {
 	if err != nil {
 		d.log.Error("read ban history", keyAddr, key, keyErr, err)
 	}
+	if cur, ok, err := d.store.Ban(key); err == nil && ok && cur.Until.After(now) && prior > 0 {
+		// Banned already: lines that were on their way when the ban
+		// came, or the tipping line read again after a crash. The same
+		// offence, at the same step: escalating here turned a 1h ban
+		// into 2h after a kill -9.
+		prior--
+	}
 	until := since.Add(j.BanDuration(prior))
 	if !until.After(now) {
 		// Catching up on old lines after downtime: this ban would already
@@ -66,18 +75,79 @@ func (d *Daemon) banDecision(ctx context.Context, dec jails.Decision) {
 		Prefix: key, Jail: j.Name, Since: since, Until: until,
 		Failures: dec.Failures, Lines: dec.Lines, Origin: d.opts.Hostname,
 	}
+	// The wider ban is made durable first, then the bans inside it go
+	// (a set cannot hold both), then it reaches the kernel.
+	saved, err := d.saveBan(b)
+	if err != nil {
+		if errors.Is(err, errNotSaved) {
+			// Disk full, read-only, I/O error: the decision is kept and
+			// tried again (retryPending), so neither the ban nor the
+			// failures behind it are lost.
+			d.keepPending(dec, err)
+			return
+		}
+		d.log.Error("ban failed", keyJail, j.Name, keyAddr, key, keyErr, err)
+		d.counter.Forget(j.Name, dec.Key)
+		return
+	}
 	if len(inner) > 0 {
 		if err := d.replaceInner(ctx, inner); err != nil {
 			d.log.Error("widen ban", keyJail, j.Name, keyAddr, key, keyErr, err)
-			return
+		} else {
+			d.log.Info("ban widened", keyJail, j.Name, keyAddr, key, "inside", len(inner), "tipping", dec.Key)
 		}
-		d.log.Info("ban widened", keyJail, j.Name, keyAddr, key, "inside", len(inner), "tipping", dec.Key)
 	}
-	if _, err := d.putBan(ctx, b, decided); err != nil {
-		d.log.Error("ban failed", keyJail, j.Name, keyAddr, key, keyErr, err)
-		return
+	if err := d.applyBan(ctx, saved, decided); err != nil {
+		d.log.Error("ban not applied; the next resync tries again", keyJail, j.Name, keyAddr, key, keyErr, err)
 	}
 	d.counter.Forget(j.Name, dec.Key)
+}
+
+// errNotSaved marks a ban that state could not save.
+var errNotSaved = errors.New("ban not saved")
+
+// maxPending bounds the decisions kept for a retry while state cannot be
+// written; past it the oldest is dropped (and logged), so that a disk
+// full for days under a flood costs bounded memory.
+const maxPending = 10000
+
+// keepPending keeps dec for retryPending. The caller holds mu.
+func (d *Daemon) keepPending(dec jails.Decision, err error) {
+	if len(d.pending) >= maxPending {
+		old := d.pending[0]
+		d.pending = d.pending[1:]
+		d.log.Error("ban dropped: state has not been writable for too long", keyJail, old.Jail.Name, keyAddr, old.Key)
+	}
+	d.pending = append(d.pending, dec)
+	d.metrics.BanWriteFailed(len(d.pending))
+	d.log.Error("ban not saved; will retry", keyJail, dec.Jail.Name, keyAddr, dec.Key, "pending", len(d.pending), keyErr, err)
+}
+
+// retryPending decides again the bans state could not save. A retry that
+// fails again is kept again, in order.
+func (d *Daemon) retryPending(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.pending) == 0 {
+		return
+	}
+	todo := d.pending
+	d.pending = nil
+	for _, dec := range todo {
+		if d.jails[dec.Jail.Name] != dec.Jail {
+			// Reloaded meanwhile: decide with the jail as it is now.
+			j, ok := d.jails[dec.Jail.Name]
+			if !ok {
+				continue
+			}
+			dec.Jail = j
+		}
+		d.banDecision(ctx, dec)
+	}
+	d.metrics.BansPending(len(d.pending))
+	if len(d.pending) == 0 {
+		d.log.Info("state writable again: pending bans saved", "bans", len(todo))
+	}
 }
 
 // widen returns the prefix a ban of key becomes under j's widen rule, and
@@ -158,15 +228,40 @@ func (d *Daemon) protected(jail string, p netip.Prefix, addr netip.Addr) string 
 // putBan makes b durable, then applies it; decided is when the ban was
 // decided, for the apply latency. The caller holds mu.
 func (d *Daemon) putBan(ctx context.Context, b state.Ban, decided time.Time) (state.Ban, error) {
-	saved, err := d.store.PutBan(b)
+	saved, err := d.saveBan(b)
 	if err != nil {
-		return state.Ban{}, fmt.Errorf("save ban: %w", err)
+		return state.Ban{}, err
 	}
+	return saved, d.applyBan(ctx, saved, decided)
+}
+
+// saveBan makes b durable. A ban the firewall would refuse (wider than
+// min_prefix) is refused before it is stored: stored, it was retried and
+// logged every resync, and kept the daemon from starting again.
+func (d *Daemon) saveBan(b state.Ban) (state.Ban, error) {
+	if c, ok := d.fw.(firewall.Checker); ok {
+		if _, err := c.Check(firewall.Entry{Prefix: b.Prefix, Timeout: max(b.Until.Sub(d.now()), time.Second)}); err != nil {
+			return state.Ban{}, fmt.Errorf("%w: the firewall refuses %s: %w", control.ErrInvalid, b.Prefix, err)
+		}
+	}
+	put := d.store.PutBan
+	if d.putBanFault != nil {
+		put = d.putBanFault
+	}
+	saved, err := put(b)
+	if err != nil {
+		return state.Ban{}, fmt.Errorf("%w: %w", errNotSaved, err)
+	}
+	return saved, nil
+}
+
+// applyBan puts a saved ban in the firewall. On failure it stays in
+// state: the next resync applies it again.
+func (d *Daemon) applyBan(ctx context.Context, saved state.Ban, decided time.Time) error {
 	left := saved.Until.Sub(d.now())
 	if err := d.fw.Add(ctx, []firewall.Entry{{Prefix: saved.Prefix, Timeout: left}}); err != nil {
-		// It stays in state: the next resync applies it again.
 		d.metrics.FirewallError(metrics.OpAdd)
-		return saved, fmt.Errorf("apply ban: %w", err)
+		return fmt.Errorf("apply ban: %w", err)
 	}
 	d.metrics.Ban(saved.Jail, saved.Origin, d.now().Sub(decided))
 	if c := d.jailStats[saved.Jail]; c != nil {
@@ -174,7 +269,7 @@ func (d *Daemon) putBan(ctx context.Context, b state.Ban, decided time.Time) (st
 	}
 	d.log.Info("ban", keyJail, saved.Jail, keyAddr, saved.Prefix, keyFailures, saved.Failures,
 		keyUntil, saved.Until.UTC().Format(time.RFC3339), keyOrigin, saved.Origin, "count", saved.Count)
-	return saved, nil
+	return nil
 }
 
 // unbanMatch says which bans `smtpban unban` lifts: those on p (equal, or

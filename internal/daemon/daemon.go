@@ -52,6 +52,7 @@ type Options struct {
 	DryRun          bool
 	CheckpointEvery time.Duration // default 1s
 	SweepEvery      time.Duration // default 10s
+	RetryEvery      time.Duration // bans state could not save; default 1s
 }
 
 // Daemon is a running smtpband.
@@ -89,6 +90,12 @@ type Daemon struct {
 	jailStats      map[string]*jailCounters
 	sources        []runningSource
 	hits           []jails.Hit
+	// pending are decisions whose ban state could not save, retried
+	// every retryEvery.
+	pending []jails.Decision
+	// putBanFault, when set (tests), stands in for store.PutBan: a disk
+	// that is full or read-only on demand.
+	putBanFault func(state.Ban) (state.Ban, error)
 }
 
 type jailCounters struct {
@@ -130,6 +137,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if opts.SweepEvery == 0 {
 		opts.SweepEvery = 10 * time.Second
+	}
+	if opts.RetryEvery == 0 {
+		opts.RetryEvery = time.Second
 	}
 	cfg, diags := config.Load(opts.ConfigPath)
 	if diags.HasErrors() {

@@ -137,6 +137,8 @@ func (d *Daemon) housekeeping(ctx context.Context, resyncEvery time.Duration) er
 	}
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
+	retry := time.NewTicker(d.opts.RetryEvery)
+	defer retry.Stop()
 	var changed <-chan struct{}
 	if w, ok := d.fw.(interface {
 		Watch(context.Context) <-chan struct{}
@@ -153,6 +155,8 @@ func (d *Daemon) housekeeping(ctx context.Context, resyncEvery time.Duration) er
 			}
 		case <-sweep.C:
 			d.sweep()
+		case <-retry.C:
+			d.retryPending(ctx)
 		case <-resync.C:
 			d.doResync(ctx, "periodic")
 		case _, ok := <-changed:

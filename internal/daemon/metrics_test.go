@@ -73,6 +73,7 @@ func runTest(t *testing.T, cfgPath string, checkpointEvery time.Duration) (d *Da
 		Ready:           func() { close(ready) },
 		CheckpointEvery: checkpointEvery,
 		SweepEvery:      10 * time.Millisecond,
+		RetryEvery:      10 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

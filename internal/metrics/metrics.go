@@ -64,6 +64,8 @@ type Metrics struct {
 	fwErrors   *prometheus.CounterVec
 	checkpoint prometheus.Histogram
 	cpErrors   prometheus.Counter
+	banWrites  prometheus.Counter
+	pending    prometheus.Gauge
 	reloads    *prometheus.CounterVec
 	buildInfo  *prometheus.GaugeVec
 }
@@ -111,6 +113,14 @@ func New(opts Options) *Metrics {
 			Namespace: namespace, Name: "state_checkpoint_errors_total",
 			Help: "Checkpoints that failed to save (retried at the next one).",
 		}),
+		banWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "state_ban_write_errors_total",
+			Help: "Bans that could not be saved to state (disk full, read-only); each is kept and retried.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "bans_pending",
+			Help: "Bans decided but not yet saved to state, waiting for a retry.",
+		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "config_reloads_total",
 			Help: "Config reloads, by result (ok, refused).",
@@ -128,7 +138,7 @@ func New(opts Options) *Metrics {
 		m.fwErrors.WithLabelValues(op)
 	}
 	m.reg.MustRegister(m.matches, m.bans, m.unbans, m.expired, m.banApply, m.resyncs,
-		m.fwErrors, m.checkpoint, m.cpErrors, m.reloads, m.buildInfo,
+		m.fwErrors, m.checkpoint, m.cpErrors, m.banWrites, m.pending, m.reloads, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if opts.View != nil {
 		m.reg.MustRegister(newViewCollector(opts.View))
@@ -210,6 +220,24 @@ func (m *Metrics) Checkpoint(took time.Duration, err error) {
 		return
 	}
 	m.checkpoint.Observe(took.Seconds())
+}
+
+// BanWriteFailed counts a ban that could not be saved; pending is how many
+// now wait for a retry.
+func (m *Metrics) BanWriteFailed(pending int) {
+	if m == nil {
+		return
+	}
+	m.banWrites.Inc()
+	m.pending.Set(float64(pending))
+}
+
+// BansPending sets how many bans wait for a retry.
+func (m *Metrics) BansPending(n int) {
+	if m == nil {
+		return
+	}
+	m.pending.Set(float64(n))
 }
 
 // Reload counts a config reload, applied or refused.
