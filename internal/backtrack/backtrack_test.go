@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"smtpban/internal/logline"
 )
 
 func TestMatchTable(t *testing.T) {
@@ -116,6 +119,11 @@ func TestDifferential(t *testing.T) {
 	lines := corpusLines(t)
 	var inputs []string
 	inputs = append(inputs, lines...)
+	// The jails see messages: the lines as the sources decode them.
+	for _, l := range lines {
+		inputs = append(inputs, logline.Decode(logline.Syslog, l, time.Time{}).Message)
+	}
+	lines = inputs
 	for range 4 {
 		for _, l := range lines {
 			inputs = append(inputs, mutate(r, l))

@@ -71,7 +71,8 @@ func shippedNamed(tb testing.TB) []shipped {
 			exprs []string
 		}{{"failregex", j.Failregex}, {"successregex", j.Successregex}, {"ignoreregex", j.Ignoreregex}} {
 			for i, e := range attr.exprs {
-				out = append(out, shipped{fmt.Sprintf("%s/%s/%d", j.Name, attr.name, i), expandHost(e)})
+				// Anchored at the message's start, as jails compiles them.
+				out = append(out, shipped{fmt.Sprintf("%s/%s/%d", j.Name, attr.name, i), "^(?:" + expandHost(e) + ")"})
 			}
 		}
 	}

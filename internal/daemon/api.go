@@ -2,11 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"time"
 
+	"smtpban/internal/ban"
 	"smtpban/internal/control"
 	"smtpban/state"
 )
@@ -43,6 +44,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 		return control.Status{}, fmt.Errorf("%w: no jail named %q", control.ErrNotFound, jail)
 	}
 	failing := d.counter.WindowsByJail()
+	banned := d.bans.Banned()
 	st := control.Status{
 		Version:  d.opts.Version,
 		Started:  d.started,
@@ -56,7 +58,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 		c := d.jailStats[j.Name]
 		js := control.JailStatus{
 			Name: j.Name, Enabled: j.Enabled, Failing: failing[j.Name],
-			TotalFailures: c.failures, Banned: counts[j.Name], TotalBanned: c.banned,
+			TotalFailures: c.failures, Banned: counts[j.Name], TotalBanned: banned[j.Name],
 		}
 		if jail != "" {
 			js.BannedList, js.Banned = listed, len(listed)
@@ -106,95 +108,57 @@ func apiBans(bs []state.Ban) []control.Ban {
 	return out
 }
 
-// Ban bans p by hand. Protected addresses are refused with the reason.
+// Ban bans p by hand, through the ban manager: protected prefixes, ones
+// the firewall refuses and ones inside a wider ban are refused, with why.
 func (d *Daemon) Ban(ctx context.Context, p netip.Prefix, jail string, dur time.Duration) (control.Ban, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p = normalize(p)
-	if jail == "" {
-		jail = manualJail
-	} else if d.jails[jail] == nil {
+	saved, err := d.bans.Ban(ctx, p, jail, dur)
+	switch {
+	case errors.Is(err, ban.ErrNoJail):
 		return control.Ban{}, fmt.Errorf("%w: no jail named %q", control.ErrNotFound, jail)
-	}
-	if dur <= 0 {
-		dur = manualBanTime
-		if j := d.jails[jail]; j != nil {
-			dur = j.BanTime
-		}
-	}
-	if why := d.protected(jail, p, p.Addr()); why != "" {
-		return control.Ban{}, fmt.Errorf("%w: refusing to ban %s: %s", control.ErrInvalid, p, why)
-	}
-	now := d.now()
-	saved, err := d.putBan(ctx, state.Ban{Prefix: p, Jail: jail, Since: now, Until: now.Add(dur), Origin: d.opts.Hostname}, now)
-	if err != nil {
+	case errors.Is(err, ban.ErrRefused):
+		return control.Ban{}, fmt.Errorf("%w: %w", control.ErrInvalid, err)
+	case err != nil:
 		return control.Ban{}, err
 	}
 	return apiBan(saved), nil
 }
 
-// Unban lifts bans and reports which.
+// Unban lifts bans and reports which; their failure windows go too.
 func (d *Daemon) Unban(ctx context.Context, p netip.Prefix, jail string, all bool) ([]control.Ban, error) {
+	lifted, err := d.bans.Unban(ctx, ban.UnbanMatch(p, jail, all))
+	d.forget(lifted)
+	return apiBans(lifted), err
+}
+
+// forget drops the failure windows of lifted bans: a lifted address
+// starts over.
+func (d *Daemon) forget(lifted []state.Ban) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	lifted, err := d.unban(ctx, unbanMatch(normalize(p), jail, all))
-	return apiBans(lifted), err
+	for _, b := range lifted {
+		d.counter.Forget(b.Jail, b.Prefix)
+	}
 }
 
 // Allow puts p on the runtime allow list (for d, or for good if d is 0) and
 // lifts any ban on it.
 func (d *Daemon) Allow(ctx context.Context, p netip.Prefix, dur time.Duration) ([]control.Ban, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p = normalize(p)
-	var until time.Time
-	if dur > 0 {
-		until = d.now().Add(dur)
-	}
-	if err := d.store.PutAllow(p, until); err != nil {
-		return nil, fmt.Errorf("save allow entry: %w", err)
-	}
-	d.allow[p] = until
-	lifted, err := d.unban(ctx, func(b state.Ban) bool { return b.Prefix.Overlaps(p) })
+	lifted, err := d.bans.Allow(ctx, p, dur)
+	d.forget(lifted)
 	return apiBans(lifted), err
 }
 
 // AllowList lists the runtime allow list.
 func (d *Daemon) AllowList(ctx context.Context) ([]control.Allow, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]control.Allow, 0, len(d.allow))
-	for p, until := range d.allow {
-		out = append(out, control.Allow{Prefix: p, Until: until})
+	es := d.bans.AllowList()
+	out := make([]control.Allow, 0, len(es))
+	for _, e := range es {
+		out = append(out, control.Allow{Prefix: e.Prefix, Until: e.Until})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.String() < out[j].Prefix.String() })
 	return out, nil
 }
 
 // AllowRemove takes p off the runtime allow list.
 func (d *Daemon) AllowRemove(ctx context.Context, p netip.Prefix) (bool, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p = normalize(p)
-	if _, ok := d.allow[p]; !ok {
-		return false, nil
-	}
-	if err := d.store.DeleteAllow(p); err != nil {
-		return false, fmt.Errorf("delete allow entry: %w", err)
-	}
-	delete(d.allow, p)
-	return true, nil
-}
-
-// normalize unmaps IPv4-mapped addresses and masks the prefix.
-func normalize(p netip.Prefix) netip.Prefix {
-	a := p.Addr()
-	if a.Is4In6() {
-		bits := p.Bits() - 96
-		if bits < 0 {
-			bits = 0
-		}
-		p = netip.PrefixFrom(a.Unmap(), bits)
-	}
-	return p.Masked()
+	return d.bans.AllowRemove(p)
 }

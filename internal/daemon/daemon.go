@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"smtpban/firewall"
+	"smtpban/internal/ban"
 	"smtpban/internal/config"
 	"smtpban/internal/control"
 	"smtpban/internal/metrics"
@@ -64,23 +65,20 @@ type Daemon struct {
 	store   *state.Store
 	fw      firewall.Backend
 	fwKind  string
+	bans    *ban.Manager     // the ban path: protection, state, firewall
 	metrics *metrics.Metrics // nil when the config has no metrics address
 
 	reloadReq chan reloadReq
 
 	// mu guards everything below; the line loop, the housekeeping loop and
 	// control API calls all take it.
-	mu           sync.Mutex
-	cfg          *config.Config
-	matcher      *jails.Matcher
-	counter      *jails.Counter
-	jails        map[string]*jails.Jail
-	ignore       []netip.Prefix               // global ignore list and the host's own addresses
-	ignoreList   map[string]*jails.IgnoreList // per jail: global plus the jail's own
-	globalIgnore *jails.IgnoreList
-	allow        map[netip.Prefix]time.Time // runtime allow list; zero time = permanent
-	positions    map[string][]byte
-	dirty        bool // positions moved since the last checkpoint
+	mu        sync.Mutex
+	cfg       *config.Config
+	matcher   *jails.Matcher
+	counter   *jails.Counter
+	jails     map[string]*jails.Jail
+	positions map[string][]byte
+	dirty     bool // positions moved since the last checkpoint
 	// replaceWindows: the next checkpoint saves every window rather than
 	// the changed shards, after start-up (dropping the windows of jails
 	// that are gone) or a failed checkpoint.
@@ -90,17 +88,10 @@ type Daemon struct {
 	jailStats      map[string]*jailCounters
 	sources        []runningSource
 	hits           []jails.Hit
-	// pending are decisions whose ban state could not save, retried
-	// every retryEvery.
-	pending []jails.Decision
-	// putBanFault, when set (tests), stands in for store.PutBan: a disk
-	// that is full or read-only on demand.
-	putBanFault func(state.Ban) (state.Ban, error)
 }
 
 type jailCounters struct {
 	failures uint64
-	banned   uint64
 }
 
 type runningSource struct {
@@ -156,15 +147,11 @@ func New(opts Options) (*Daemon, error) {
 		// Past max_windows the one closest to expiry is dropped: a botnet
 		// flood costs bounded memory.
 		counter:   jails.NewCounter(cfg.MaxWindows, cfg.Jails...),
-		allow:     map[netip.Prefix]time.Time{},
 		positions: map[string][]byte{},
 		jailStats: map[string]*jailCounters{},
 	}
 	if cfg.Metrics != "" {
 		d.metrics = metrics.New(metrics.Options{Version: opts.Version, View: metricsView{d}})
-	}
-	if err := d.applyConfig(cfg); err != nil {
-		return nil, err
 	}
 	store, err := state.Open(filepath.Join(cfg.StateDir, "smtpban.db"), state.Options{Logger: opts.Logger, Timeout: 5 * time.Second})
 	if err != nil {
@@ -177,6 +164,14 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.fw, d.fwKind = fw, kind
+	d.bans = ban.New(ban.Options{
+		Store: store, Firewall: fw, Logger: opts.Logger, Now: opts.Now,
+		Origin: opts.Hostname, Metrics: d.metrics,
+	})
+	if err := d.applyConfig(cfg); err != nil {
+		d.close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -203,23 +198,17 @@ func newFirewall(fc config.Firewall, opts Options) (firewall.Backend, string, er
 	return fw, "nftables", nil
 }
 
-// applyConfig installs cfg's jails and ignore list. The caller holds mu
-// (or is New, before anyone else can).
+// applyConfig installs cfg's jails, and its ignore lists in the ban
+// manager. The caller holds mu (or is New, before anyone else can).
 func (d *Daemon) applyConfig(cfg *config.Config) error {
 	own, err := d.opts.LocalAddrs()
 	if err != nil {
 		return fmt.Errorf("list the host's own addresses: %w", err)
 	}
-	ignore := append([]netip.Prefix{}, cfg.Ignore...)
-	for _, a := range own {
-		ignore = append(ignore, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-	}
 	var enabled []*jails.Jail
 	byName := map[string]*jails.Jail{}
-	lists := map[string]*jails.IgnoreList{}
 	for _, j := range cfg.Jails {
 		byName[j.Name] = j
-		lists[j.Name] = jails.NewIgnoreList(append(append([]netip.Prefix{}, ignore...), j.Ignore...)...)
 		if j.Enabled {
 			enabled = append(enabled, j)
 		}
@@ -228,14 +217,12 @@ func (d *Daemon) applyConfig(cfg *config.Config) error {
 		}
 		d.metrics.InitJail(j.Name, d.opts.Hostname)
 	}
-	d.metrics.InitJail(manualJail, d.opts.Hostname)
+	d.metrics.InitJail(ban.Manual, d.opts.Hostname)
 	d.counter.SetMaxKeys(cfg.MaxWindows)
 	d.cfg = cfg
 	d.jails = byName
 	d.matcher = jails.NewMatcher(enabled)
-	d.ignore = ignore
-	d.ignoreList = lists
-	d.globalIgnore = jails.NewIgnoreList(ignore...)
+	d.bans.SetPolicy(ban.PolicyFor(cfg.Jails, cfg.Ignore, own))
 	return nil
 }
 
@@ -294,7 +281,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	nJails, nSources, resyncEvery := len(d.cfg.Jails), len(d.sources), d.cfg.Firewall.Resync
 	d.mu.Unlock()
 	g.Go(func() error { return d.lineLoop(gctx, stopSources, srcDone) })
-	g.Go(func() error { return d.housekeeping(gctx, resyncEvery) })
+	g.Go(func() error { return d.housekeeping(gctx) })
+	g.Go(func() error {
+		return d.bans.Run(gctx, ban.Timers{Sweep: d.opts.SweepEvery, Retry: d.opts.RetryEvery, Resync: resyncEvery})
+	})
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
@@ -318,17 +308,12 @@ func (d *Daemon) close() {
 	}
 }
 
-// restore sweeps expired bans, puts the live ones back in the firewall and
+// restore puts the live bans back in the firewall (the ban manager) and
 // reloads counters and read positions.
 func (d *Daemon) restore(ctx context.Context) error {
 	start := d.now()
-	if _, err := d.store.Sweep(start); err != nil {
-		return fmt.Errorf("sweep expired bans: %w", err)
-	}
-	added, removed, err := d.resync(ctx)
-	d.metrics.Resync("start")
+	added, removed, err := d.bans.Restore(ctx)
 	if err != nil {
-		d.metrics.FirewallError(metrics.OpResync)
 		return err
 	}
 	hashKey, err := d.store.HashKey()
@@ -355,49 +340,12 @@ func (d *Daemon) restore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load read positions: %w", err)
 	}
-	allows, err := d.store.Allows()
-	if err != nil {
-		return fmt.Errorf("load allow list: %w", err)
-	}
 	d.mu.Lock()
 	d.replaceWindows = true
 	d.positions = pos
-	d.allow = allows
 	d.mu.Unlock()
 	d.log.Info("state restored", "bans_added", added, "strays_removed", removed, "windows", windows, "took", d.now().Sub(start))
 	return nil
-}
-
-// resync makes the firewall hold exactly the active bans in state.
-func (d *Daemon) resync(ctx context.Context) (added, removed int, err error) {
-	if e, ok := d.fw.(interface{ Ensure(context.Context) error }); ok {
-		if err := e.Ensure(ctx); err != nil {
-			return 0, 0, fmt.Errorf("ensure firewall table: %w", err)
-		}
-	}
-	bans, err := d.store.Bans()
-	if err != nil {
-		return 0, 0, fmt.Errorf("list bans: %w", err)
-	}
-	now := d.now()
-	want := make([]firewall.Entry, 0, len(bans))
-	for _, b := range bans {
-		if left := b.Until.Sub(now); left > 0 {
-			want = append(want, firewall.Entry{Prefix: b.Prefix, Timeout: left})
-		}
-	}
-	added, removed, err = firewall.Reconcile(ctx, d.fw, want)
-	if errors.Is(err, firewall.ErrRefused) {
-		// Bans saved before a limit or a never-ban class applied: the rest
-		// is in place, and these expire from state by themselves. Failing
-		// here would keep the daemon from starting.
-		d.log.Warn("bans in state left out of the firewall", keyErr, err)
-		err = nil
-	}
-	if err != nil {
-		return added, removed, fmt.Errorf("reconcile firewall: %w", err)
-	}
-	return added, removed, nil
 }
 
 // Uninstall removes smtpban's nftables table: the bans stop working. State

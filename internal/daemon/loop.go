@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"smtpban/internal/config"
-	"smtpban/internal/metrics"
 	"smtpban/internal/source"
 	"smtpban/jails"
 	"smtpban/state"
@@ -93,19 +92,24 @@ func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sy
 }
 
 // handleLines counts a batch a line at a time: mu is taken per line, so
-// control calls and checkpoints still get in between lines. On shutdown
-// the rest of the batch is left: its positions are not kept either, so it
-// is read again at the next start.
+// control calls and checkpoints still get in between lines. The bans the
+// batch decided go to the ban manager together, after it: the line path
+// never waits for a disk or the kernel. On shutdown the rest of the batch
+// is left: its positions are not kept either, so it is read again at the
+// next start.
 func (d *Daemon) handleLines(ctx context.Context, b []source.Line) {
+	var decided []jails.Decision
 	for _, l := range b {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		d.handleLine(ctx, l)
+		decided = d.handleLine(l, decided)
 	}
+	d.bans.Submit(decided)
 }
 
-func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
+// handleLine counts one line and appends the bans it decides to decided.
+func (d *Daemon) handleLine(l source.Line, decided []jails.Decision) []jails.Decision {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.hits = d.matcher.Match(l.Source, &l.Line, d.hits[:0])
@@ -118,33 +122,22 @@ func (d *Daemon) handleLine(ctx context.Context, l source.Line) {
 		if !ok {
 			continue
 		}
-		d.banDecision(ctx, dec)
+		// (Add has dropped the window.) The manager bans, keeps the
+		// decision until state takes it, or says why it will not.
+		decided = append(decided, dec)
 	}
 	d.positions[l.Source] = l.Pos
 	d.dirty = true
+	return decided
 }
 
-// housekeeping checkpoints counters and positions, sweeps expired bans and
-// keeps the firewall in line with state, every resyncEvery (the config's,
-// read under mu by the caller: a reload may change it meanwhile).
-func (d *Daemon) housekeeping(ctx context.Context, resyncEvery time.Duration) error {
+// housekeeping checkpoints counters and positions and expires old
+// windows; the ban manager sweeps, retries and resyncs on its own.
+func (d *Daemon) housekeeping(ctx context.Context) error {
 	cp := time.NewTicker(d.opts.CheckpointEvery)
 	defer cp.Stop()
 	sweep := time.NewTicker(d.opts.SweepEvery)
 	defer sweep.Stop()
-	if resyncEvery <= 0 {
-		resyncEvery = 10 * time.Second
-	}
-	resync := time.NewTicker(resyncEvery)
-	defer resync.Stop()
-	retry := time.NewTicker(d.opts.RetryEvery)
-	defer retry.Stop()
-	var changed <-chan struct{}
-	if w, ok := d.fw.(interface {
-		Watch(context.Context) <-chan struct{}
-	}); ok {
-		changed = w.Watch(ctx)
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,33 +147,10 @@ func (d *Daemon) housekeeping(ctx context.Context, resyncEvery time.Duration) er
 				d.log.Error("checkpoint", keyErr, err)
 			}
 		case <-sweep.C:
-			d.sweep()
-		case <-retry.C:
-			d.retryPending(ctx)
-		case <-resync.C:
-			d.doResync(ctx, "periodic")
-		case _, ok := <-changed:
-			if !ok {
-				changed = nil
-				continue
-			}
-			d.doResync(ctx, "changed")
+			d.mu.Lock()
+			d.counter.Expire(d.now())
+			d.mu.Unlock()
 		}
-	}
-}
-
-func (d *Daemon) doResync(ctx context.Context, why string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	added, removed, err := d.resync(ctx)
-	d.metrics.Resync(why)
-	if err != nil {
-		d.metrics.FirewallError(metrics.OpResync)
-		d.log.Error("firewall resync", "why", why, keyErr, err)
-		return
-	}
-	if added+removed > 0 {
-		d.log.Warn("firewall was out of step with state; restored", "why", why, "added", added, "removed", removed)
 	}
 }
 
@@ -239,31 +209,6 @@ func (d *Daemon) checkpoint() error {
 // mail traffic change a few hundred windows a second: a few hundred
 // shards of a few dozen windows).
 const bigCheckpoint = 4 << 20
-
-func (d *Daemon) sweep() {
-	now := d.now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.counter.Expire(now)
-	for p, until := range d.allow {
-		if !until.IsZero() && !until.After(now) {
-			delete(d.allow, p)
-			if err := d.store.DeleteAllow(p); err != nil {
-				d.log.Error("forget expired allow entry", keyAddr, p, keyErr, err)
-			}
-		}
-	}
-	gone, err := d.store.Sweep(now)
-	if err != nil {
-		d.log.Error("sweep expired bans", keyErr, err)
-		return
-	}
-	for _, b := range gone {
-		d.metrics.Expired(b.Jail, b.Origin)
-		d.log.Info("ban expired", keyJail, b.Jail, keyAddr, b.Prefix, keyFailures, b.Failures,
-			keyUntil, b.Until.UTC().Format(time.RFC3339), keyOrigin, b.Origin)
-	}
-}
 
 // Reload loads the config again and applies it without losing bans or
 // counters. An invalid config is refused; the running one stays.

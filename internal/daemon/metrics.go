@@ -3,6 +3,7 @@ package daemon
 import (
 	"slices"
 
+	"smtpban/internal/ban"
 	"smtpban/internal/config"
 	"smtpban/internal/metrics"
 )
@@ -28,7 +29,7 @@ func (v metricsView) Sources() []metrics.Source {
 
 func (v metricsView) ActiveBans() (map[string]int, error) {
 	v.d.mu.Lock()
-	out := map[string]int{manualJail: 0}
+	out := map[string]int{ban.Manual: 0}
 	for _, j := range v.d.cfg.Jails {
 		if j.Enabled {
 			out[j.Name] = 0

@@ -66,7 +66,7 @@ func runTest(t *testing.T, cfgPath string, checkpointEvery time.Duration) (d *Da
 	ready := make(chan struct{})
 	d, err := New(Options{
 		ConfigPath:      cfgPath,
-		Logger:          slog.New(slog.DiscardHandler),
+		Logger:          testLogger(t),
 		Hostname:        "mx1",
 		Version:         "test",
 		LocalAddrs:      func() ([]netip.Addr, error) { return nil, nil },
@@ -267,4 +267,13 @@ func goVersion(t *testing.T, d *Daemon) string {
 		}
 	}
 	return ""
+}
+
+// testLogger discards the daemon's log, or with SMTPBAN_TEST_LOG=1 sends it
+// to the test's output.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("SMTPBAN_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"smtpban/firewall"
 	"strings"
 	"testing"
 	"time"
@@ -69,10 +70,12 @@ func TestNeverBanFromLines(t *testing.T) {
 	if len(bs) != 1 || bs[0].Prefix != netip.MustParsePrefix("203.0.113.7/32") {
 		t.Errorf("bans = %+v, want only 203.0.113.7/32", bs)
 	}
-	es, err := d.fw.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A ban is durable first, then in the firewall.
+	var es []firewall.Entry
+	eventually(t, "the ban in the firewall", func() bool {
+		es, err = d.fw.List(ctx)
+		return err == nil && len(es) > 0
+	})
 	if len(es) != 1 || es[0].Prefix != netip.MustParsePrefix("203.0.113.7/32") {
 		t.Errorf("firewall holds %v, want only 203.0.113.7/32", es)
 	}

@@ -48,7 +48,9 @@ func TestReplayNeverBans(t *testing.T) {
 // 2002::/16 for a public 6to4 address; that prefix holds IPv4 loopback
 // inside 6to4, so it is refused, while 2001::/16 is banned.
 func TestReplayNeverBansKeyedPrefix(t *testing.T) {
-	text := strings.Replace(testConfig, "maxretry  = 3\n", "maxretry  = 3\n  key       = \"ip6/16\"\n", 1)
+	// A firewall that takes a /16, so that only neverban can refuse it.
+	text := strings.Replace(testConfig, "maxretry  = 3\n", "maxretry  = 3\n  key       = \"ip6/16\"\n", 1) +
+		"firewall \"nftables\" {\n  min_prefix_v6 = 16\n}\n"
 	if text == testConfig {
 		t.Fatal("test config has no maxretry to key on")
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,10 +20,12 @@ import (
 	"time"
 	"unsafe"
 
+	"smtpban/firewall"
+	"smtpban/internal/ban"
 	"smtpban/internal/config"
 	"smtpban/internal/logline"
-	"smtpban/internal/neverban"
 	"smtpban/jails"
+	"smtpban/state"
 )
 
 // Options say what to replay and how to report it.
@@ -51,18 +54,26 @@ func Run(ctx context.Context, o Options) error {
 		matcher: jails.NewMatcher(js),
 		// A replay keeps every window: memory is the user's, correctness is ours.
 		counter: untracked(jails.NewCounter(1<<30, js...)),
-		ignore:  map[string]*jails.IgnoreList{},
-		prior:   map[netip.Prefix]int{},
-		active:  map[netip.Prefix]time.Time{},
-		within:  map[netip.Prefix][]netip.Prefix{},
 		stats:   map[string]*jailStats{},
 	}
+	// The daemon's ban manager, over memory and the dry-run firewall, on
+	// the lines' own clock: what replay says would be banned is what the
+	// daemon would ban, by construction. The host's own addresses are not
+	// known here: a log from elsewhere names other ones.
+	fc := o.Config.Firewall
+	clock := func() time.Time { return r.clock }
+	r.bans = ban.New(ban.Options{
+		Store:    ban.NewMemStore(),
+		Firewall: firewall.NewDryRun(slog.New(slog.DiscardHandler), clock, firewall.Limits{MinV4: fc.MinPrefixV4, MinV6: fc.MinPrefixV6}),
+		Now:      clock,
+		OnBan:    r.banned,
+	})
+	r.bans.SetPolicy(ban.PolicyFor(js, o.Config.Ignore, nil))
 	// Buffered: a write per event cost more than matching the lines.
 	out := bufio.NewWriterSize(o.Out, 64<<10)
 	r.out, r.enc = out, json.NewEncoder(out)
 	for _, j := range js {
 		r.stats[j.Name] = &jailStats{addrs: map[addrKey]int{}}
-		r.ignore[j.Name] = jails.NewIgnoreList(append(append([]netip.Prefix{}, o.Config.Ignore...), j.Ignore...)...)
 		r.order = append(r.order, j.Name)
 	}
 	for _, f := range o.Files {
@@ -115,10 +126,10 @@ func addrOf(k addrKey) netip.Addr { return netip.AddrFrom16(k).Unmap() }
 type jailStats struct {
 	matched int
 	addrs   map[addrKey]int
-	bans    []ban
+	bans    []banEvent
 }
 
-type ban struct {
+type banEvent struct {
 	Event    string       `json:"event"`
 	Jail     string       `json:"jail"`
 	IP       netip.Prefix `json:"ip"`
@@ -141,10 +152,9 @@ type run struct {
 	opts    Options
 	matcher *jails.Matcher
 	counter *jails.Counter
-	ignore  map[string]*jails.IgnoreList    // per jail: global ignore plus the jail's own
-	prior   map[netip.Prefix]int            // bans so far per key, for escalation
-	active  map[netip.Prefix]time.Time      // each ban's end
-	within  map[netip.Prefix][]netip.Prefix // keys banned inside each widen prefix
+	bans    *ban.Manager
+	clock   time.Time // the time of the line being replayed
+	werr    error     // the first write error of a ban event
 	stats   map[string]*jailStats
 	order   []string
 	out     *bufio.Writer // -json: matches and bans, in order
@@ -244,68 +254,24 @@ func (r *run) hit(path string, n int, h jails.Hit) error {
 	if !ok {
 		return nil
 	}
-	// As the daemon: a keyed prefix may hold what its address does not
-	// (2002::/16 holds IPv4 loopback inside 6to4).
-	if r.ignore[h.Jail.Name].Contains(d.Addr) || neverban.Prefix(d.Key) != "" {
-		return nil
+	r.clock = d.Time
+	if _, err := r.bans.Decide(context.Background(), []jails.Decision{d}); err != nil {
+		return fmt.Errorf("replay: ban: %w", err)
 	}
-	// The daemon's rules for nested bans: a key inside an active wider
-	// ban is not banned again, and enough bans inside a jail's widen
-	// prefix become one ban of that prefix.
-	if r.covered(d.Key, d.Time) {
-		r.counter.Forget(h.Jail.Name, d.Key)
-		return nil
+	return r.werr
+}
+
+// banned records a ban the manager made, and prints it with -json.
+func (r *run) banned(s state.Ban) {
+	b := banEvent{Event: "ban", Jail: s.Jail, IP: s.Prefix, Time: s.Since, Until: s.Until, Failures: s.Failures}
+	if st := r.stats[s.Jail]; st != nil {
+		st.bans = append(st.bans, b)
 	}
-	key := d.Key
-	var inner []netip.Prefix
-	if wide, ok := h.Jail.Widen.Prefix(d.Key); ok {
-		for _, p := range r.within[wide] {
-			if p != d.Key && r.active[p].After(d.Time) {
-				inner = append(inner, p)
-			}
-		}
-		if len(inner)+1 >= h.Jail.Widen.After && !r.ignore[h.Jail.Name].Overlaps(wide) && neverban.Prefix(wide) == "" {
-			key = wide
-		} else {
-			inner = nil
-		}
-		r.within[wide] = append(r.within[wide], d.Key)
-	}
-	prior := r.prior[key]
-	r.prior[key] = prior + 1
-	until := d.Time.Add(h.Jail.BanDuration(prior))
-	for _, p := range inner {
-		until = laterOf(until, r.active[p])
-		delete(r.active, p)
-	}
-	r.active[key] = until
-	b := ban{Event: "ban", Jail: h.Jail.Name, IP: key, Time: d.Time, Until: until, Failures: d.Failures}
-	st := r.stats[h.Jail.Name]
-	st.bans = append(st.bans, b)
-	if r.opts.JSON {
+	if r.opts.JSON && r.werr == nil {
 		if err := r.enc.Encode(b); err != nil {
-			return fmt.Errorf("replay: write: %w", err)
+			r.werr = fmt.Errorf("replay: write: %w", err)
 		}
 	}
-	return nil
-}
-
-// covered reports whether an active ban strictly contains key at t.
-func (r *run) covered(key netip.Prefix, t time.Time) bool {
-	for bits := key.Bits() - 1; bits >= 0; bits-- {
-		p, _ := key.Addr().Prefix(bits)
-		if until, ok := r.active[p]; ok && until.After(t) {
-			return true
-		}
-	}
-	return false
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 var errTooLong = errors.New("line too long")

@@ -148,11 +148,16 @@ func TestReplayJSON(t *testing.T) {
 	}
 }
 
+// TestReplayEscalatesRepeatOffenders: each ban after the last one ended
+// is one step longer (1h, 2h, 4h), as in the daemon: replay runs its ban
+// manager.
 func TestReplayEscalatesRepeatOffenders(t *testing.T) {
 	cfg := mustConfig(t)
 	var lines []string
-	for _, m := range []string{"00", "01", "02", "20", "21", "22", "40", "41", "42"} {
-		lines = append(lines, sasl("10:"+m+":00", "203.0.113.7"))
+	for _, hm := range []string{"10:00", "11:30", "14:00"} {
+		for _, s := range []string{"00", "01", "02"} {
+			lines = append(lines, sasl(hm+":"+s, "203.0.113.7"))
+		}
 	}
 	var durs []string
 	for _, e := range replayJSON(t, Options{Config: cfg, Jails: []string{"postfix-sasl"}, Files: []string{writeLog(t, lines...)}}) {
