@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"smtpban/firewall"
@@ -124,7 +125,10 @@ type Manager struct {
 	met    *metrics.Metrics
 	origin string
 	onBan  func(state.Ban)
-	queue  chan []jails.Decision
+	queue  chan batch
+	// done is the sequence number of the last submitted batch whose bans
+	// are made (saved, or kept for a retry): see Wait.
+	done atomic.Uint64
 
 	// mu serializes the ban path (state, then the firewall) and guards
 	// everything below. The line path never takes it.
@@ -143,7 +147,7 @@ func New(o Options) *Manager {
 	m := &Manager{
 		log: o.Logger, now: o.Now, store: o.Store, fw: o.Firewall, met: o.Metrics,
 		origin: o.Origin, onBan: o.OnBan,
-		queue:  make(chan []jails.Decision, queueLen),
+		queue:  make(chan batch, queueLen),
 		allow:  map[netip.Prefix]time.Time{},
 		banned: map[string]uint64{},
 		policy: Policy{Global: jails.NewIgnoreList()},
@@ -167,12 +171,31 @@ func (m *Manager) SetPolicy(p Policy) {
 	m.mu.Unlock()
 }
 
-// Submit queues the decisions of one batch of lines. It returns at once
-// unless queueLen batches already wait. The manager owns ds from then on.
-func (m *Manager) Submit(ds []jails.Decision) {
-	if len(ds) > 0 {
-		m.queue <- ds
+// batch is what one Submit hands over.
+type batch struct {
+	seq uint64
+	ds  []jails.Decision
+}
+
+// Submit queues the decisions of one batch of lines, numbered seq by the
+// caller (increasing). It returns at once unless queueLen batches already
+// wait. The manager owns ds from then on.
+func (m *Manager) Submit(seq uint64, ds []jails.Decision) {
+	m.queue <- batch{seq: seq, ds: ds}
+}
+
+// Wait returns once the batches numbered up to seq are made, or ctx is
+// done. A checkpoint waits so that it never saves a read position past a
+// line whose ban is not saved yet: after a crash that line is read again.
+func (m *Manager) Wait(ctx context.Context, seq uint64) error {
+	for m.done.Load() < seq {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
+	return nil
 }
 
 // Decide makes the bans of ds now and returns them as saved: replay's way,
@@ -222,27 +245,31 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 	if w, ok := m.fw.(watcher); ok {
 		changed = w.Watch(ctx)
 	}
-	var batch []jails.Decision
+	var ds []jails.Decision
 	for {
 		select {
 		case <-ctx.Done():
+			m.Drain()
 			return nil
-		case ds := <-m.queue:
-			batch = append(batch[:0], ds...)
+		case b := <-m.queue:
+			ds = append(ds[:0], b.ds...)
+			seq := b.seq
 			for more := true; more; {
 				select {
-				case ds := <-m.queue:
-					batch = append(batch, ds...)
+				case b := <-m.queue:
+					ds = append(ds, b.ds...)
+					seq = max(seq, b.seq)
 				default:
 					more = false
 				}
 			}
 			m.mu.Lock()
-			if _, err := m.decide(ctx, batch); err != nil && !errors.Is(err, errNotSaved) {
+			if _, err := m.decide(ctx, ds); err != nil && !errors.Is(err, errNotSaved) {
 				m.log.Error("bans", keyErr, err)
 			}
 			m.mu.Unlock()
-			clear(batch)
+			m.done.Store(seq)
+			clear(ds)
 		case <-sweep.C:
 			m.Sweep()
 		case <-retry.C:
@@ -255,6 +282,27 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 				continue
 			}
 			m.Resync(ctx, "changed")
+		}
+	}
+}
+
+// Drain makes the bans still queued at shutdown, so that the last
+// checkpoint can save the positions of the lines that decided them; the
+// firewall gets a few seconds.
+func (m *Manager) Drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		select {
+		case b := <-m.queue:
+			m.mu.Lock()
+			if _, err := m.decide(ctx, b.ds); err != nil && !errors.Is(err, errNotSaved) {
+				m.log.Error("bans", keyErr, err)
+			}
+			m.mu.Unlock()
+			m.done.Store(b.seq)
+		default:
+			return
 		}
 	}
 }

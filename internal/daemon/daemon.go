@@ -88,6 +88,9 @@ type Daemon struct {
 	jailStats      map[string]*jailCounters
 	sources        []runningSource
 	hits           []jails.Hit
+	// decided numbers the decisions handed to the ban manager, so that a
+	// checkpoint knows which bans its positions depend on.
+	decided uint64
 }
 
 type jailCounters struct {
@@ -290,6 +293,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("smtpband running", "version", d.opts.Version, "firewall", d.fwKind, "jails", nJails, "sources", nSources)
 	err := g.Wait()
+	// Lines handled after the manager stopped may have queued bans.
+	d.bans.Drain()
 	if cerr := d.checkpoint(); cerr != nil {
 		d.log.Error("final checkpoint", keyErr, cerr)
 	}

@@ -99,17 +99,21 @@ func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sy
 // next start.
 func (d *Daemon) handleLines(ctx context.Context, b []source.Line) {
 	var decided []jails.Decision
+	var seq uint64
 	for _, l := range b {
 		if ctx.Err() != nil {
 			break
 		}
-		decided = d.handleLine(l, decided)
+		decided, seq = d.handleLine(l, decided, seq)
 	}
-	d.bans.Submit(decided)
+	if len(decided) > 0 {
+		d.bans.Submit(seq, decided)
+	}
 }
 
-// handleLine counts one line and appends the bans it decides to decided.
-func (d *Daemon) handleLine(l source.Line, decided []jails.Decision) []jails.Decision {
+// handleLine counts one line and appends the bans it decides to decided;
+// seq is the number of the last decision (see checkpoint).
+func (d *Daemon) handleLine(l source.Line, decided []jails.Decision, seq uint64) ([]jails.Decision, uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.hits = d.matcher.Match(l.Source, &l.Line, d.hits[:0])
@@ -125,10 +129,12 @@ func (d *Daemon) handleLine(l source.Line, decided []jails.Decision) []jails.Dec
 		// (Add has dropped the window.) The manager bans, keeps the
 		// decision until state takes it, or says why it will not.
 		decided = append(decided, dec)
+		d.decided++
+		seq = d.decided
 	}
 	d.positions[l.Source] = l.Pos
 	d.dirty = true
-	return decided
+	return decided, seq
 }
 
 // housekeeping checkpoints counters and positions and expires old
@@ -179,11 +185,23 @@ func (d *Daemon) checkpoint() error {
 		return nil
 	}
 	pos := maps.Clone(d.positions)
+	seq := d.decided
 	d.dirty, d.replaceWindows = false, false
 	clear(d.ckptWindows[:cap(d.ckptWindows)]) // no pointers kept into the counter's scratch
 	d.mu.Unlock()
+	// The lines up to pos decided bans up to seq: save pos only once
+	// those are made, or a crash in between would lose them for good.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := d.bans.Wait(ctx, seq)
+	cancel()
+	if err != nil {
+		d.mu.Lock()
+		d.dirty, d.replaceWindows = true, true
+		d.mu.Unlock()
+		return fmt.Errorf("save checkpoint: bans still being made: %w", err)
+	}
 	start := d.now()
-	err := d.store.Checkpoint(state.Checkpoint{Positions: pos, Shards: shards, Replace: replace, KeepWindows: true})
+	err = d.store.Checkpoint(state.Checkpoint{Positions: pos, Shards: shards, Replace: replace, KeepWindows: true})
 	d.metrics.Checkpoint(d.now().Sub(start), err)
 	if err != nil {
 		// The changes drained from the counter are lost to this
