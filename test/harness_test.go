@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	args = append(args, "smtpban/cmd/smtpband", "smtpban/cmd/smtpban")
+	args = append(args, "smtpban/cmd/smtpband", "smtpban/cmd/smtpban", "smtpban/bench/gen")
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

@@ -123,8 +123,11 @@ func (m *Manager) planOne(d jails.Decision, now time.Time, plans *[]*plan, byKey
 		*plans = removePlan(*plans, ip)
 	}
 	if p := byKey[key]; p != nil {
-		// Two jails, or two lines of one batch, on one key: one ban.
+		// Two jails, or two lines of one batch, on one key: one ban,
+		// which says what the later decision says, as a ban continued
+		// in a later batch would.
 		p.ban.Until = later(p.ban.Until, until)
+		p.ban.Jail, p.ban.Failures, p.ban.Lines = j.Name, d.Failures, d.Lines
 		p.decs = append(p.decs, decs...)
 		return
 	}
