@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"smtpban/internal/backtrack"
+	"smtpban/jails/internal/backtrack"
 )
 
 // HostTag is the placeholder a failregex uses for the client address.

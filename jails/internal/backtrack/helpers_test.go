@@ -60,7 +60,7 @@ type shipped struct {
 // order of the files.
 func shippedNamed(tb testing.TB) []shipped {
 	tb.Helper()
-	jails, err := jailstest.Read(filepath.Join("..", "..", "configs", "jails.d"))
+	jails, err := jailstest.Read(filepath.Join("..", "..", "..", "configs", "jails.d"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func shippedNamed(tb testing.TB) []shipped {
 // corpusLines returns every line of configs/testdata/*.log.
 func corpusLines(tb testing.TB) []string {
 	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "configs", "testdata", "*.log"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "..", "configs", "testdata", "*.log"))
 	if err != nil || len(files) == 0 {
 		tb.Fatalf("no corpus: %v", err)
 	}
