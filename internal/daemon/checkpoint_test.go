@@ -64,7 +64,7 @@ func TestCheckpointIncremental(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := fromState(saved), d.counter.Snapshot(); !sameWindows(got, want) {
+		if got, want := fromStates(saved), d.counter.Snapshot(); !sameWindows(got, want) {
 			t.Fatalf("%s: saved %v, counter holds %v", step, got, want)
 		}
 	}
@@ -109,10 +109,10 @@ func TestCheckpointIncremental(t *testing.T) {
 	stop2()
 }
 
-func fromState(ws []state.Window) []jails.Window {
+func fromStates(ws []state.Window) []jails.Window {
 	out := make([]jails.Window, len(ws))
 	for i, w := range ws {
-		out[i] = jails.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Users: w.Users, Passes: w.Passes}
+		out[i] = fromState(w)
 	}
 	slices.SortFunc(out, func(a, b jails.Window) int { return a.Key.Addr().Compare(b.Key.Addr()) })
 	return out

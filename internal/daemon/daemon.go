@@ -333,7 +333,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 	err = d.store.EachWindows(func(ws []state.Window) error {
 		jws = jws[:0]
 		for _, w := range ws {
-			jws = append(jws, jails.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Users: w.Users, Passes: w.Passes, Lines: w.Lines})
+			jws = append(jws, fromState(w))
 		}
 		windows += d.counter.Restore(jws)
 		return nil

@@ -172,7 +172,7 @@ func (d *Daemon) checkpoint() error {
 	d.counter.Changes(replace, func(jail string, n int, ws []jails.Window) {
 		d.ckptWindows = d.ckptWindows[:0]
 		for _, w := range ws {
-			d.ckptWindows = append(d.ckptWindows, state.Window{Jail: w.Jail, Key: w.Key, Times: w.Times, Users: w.Users, Passes: w.Passes})
+			d.ckptWindows = append(d.ckptWindows, toState(w))
 		}
 		// Encoded in scratch, then copied at its exact size: under a flood
 		// every shard changes, and the values live until the commit.
