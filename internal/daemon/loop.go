@@ -83,10 +83,27 @@ func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sy
 			stop()
 			done.Wait()
 			d.mu.Lock()
+			d.keepOpenedPositions()
 			err := d.applyConfig(req.cfg)
 			stop, done = d.startSources(ctx)
 			d.mu.Unlock()
 			req.reply <- err
+		}
+	}
+}
+
+// keepOpenedPositions gives a stopped source that passed no line on the
+// position it opened at, so that its successor does not start at the end
+// and skip what was written meanwhile. The caller holds mu.
+func (d *Daemon) keepOpenedPositions() {
+	for _, s := range d.sources {
+		if d.positions[s.src.Name()] != nil {
+			continue
+		}
+		if o, ok := s.src.(source.Opener); ok && s.kind == "file" {
+			if p := o.Opened(); p != nil {
+				d.positions[s.src.Name()] = p
+			}
 		}
 	}
 }

@@ -64,6 +64,7 @@ type File struct {
 
 	read        atomic.Uint64
 	skipped     atomic.Uint64
+	opened      atomic.Pointer[[]byte] // the position the file was opened at
 	posIno      atomic.Uint64
 	posOff      atomic.Int64
 	behindSince atomic.Int64 // unix nanoseconds; 0 when caught up
@@ -97,6 +98,17 @@ func NewFile(cfg FileConfig) *File {
 
 // Name is the source's configured name.
 func (f *File) Name() string { return f.name }
+
+// Opened returns the position the source first opened its file at, nil
+// before that. A source stopped before it passed any line on (a reload
+// right after start) resumes from here, not from the end of the file,
+// which would skip what was written meanwhile.
+func (f *File) Opened() []byte {
+	if p := f.opened.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Stats reports counters and the position after the last line passed on.
 func (f *File) Stats() Stats {
@@ -236,6 +248,10 @@ func (r *fileRun) open(off int64) error {
 	r.cur = tf
 	r.posIno.Store(tf.ino)
 	r.posOff.Store(off)
+	if r.opened.Load() == nil {
+		p := tf.pos().encode()
+		r.opened.Store(&p)
+	}
 	r.curWd = r.wake.watchPath()
 	r.wake.cur = r.curWd
 	return nil

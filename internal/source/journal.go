@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -86,7 +87,28 @@ func NewJournal(cfg JournalConfig) *Journal {
 		j.cfg.Backoff = time.Second
 	}
 	j.log = j.log.With("source", cfg.Name)
+	if j.cursor != "" && !isCursor(j.cursor) {
+		// A position of another kind, such as a file offset saved when
+		// this source was a file of the same name: passed to journalctl
+		// as a cursor it made every start fail, for good.
+		j.log.Warn("saved position is not a journal cursor (was this source a file?); starting at the end of the journal")
+		j.cursor = ""
+	}
 	return j
+}
+
+// isCursor reports whether s looks like a journal cursor
+// ("s=...;i=...;b=...;m=...;t=...;x=..."): printable ASCII, fields k=v.
+func isCursor(s string) bool {
+	if !strings.HasPrefix(s, "s=") || !strings.Contains(s, ";i=") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Name is the source's configured name.
@@ -217,12 +239,14 @@ func (j *Journal) follow(ctx context.Context, deliver Deliver) error {
 		case <-ctx.Done():
 		case <-stop:
 		}
-		pgid := -cmd.Process.Pid
-		syscall.Kill(pgid, syscall.SIGTERM)
+		// Through os.Process (a pidfd): once Wait has reaped journalctl
+		// this signals nothing, where kill(-pgid) could hit a process
+		// that reused the id.
+		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-stop:
 		case <-time.After(2 * time.Second):
-			syscall.Kill(pgid, syscall.SIGKILL)
+			cmd.Process.Kill()
 		}
 	}()
 	readErr := j.readOutput(ctx, bufio.NewReaderSize(stdout, 64<<10), deliver, cursor)
@@ -232,7 +256,7 @@ func (j *Journal) follow(ctx context.Context, deliver Deliver) error {
 	case <-ctx.Done():
 	default:
 		if readErr != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			cmd.Process.Signal(syscall.SIGTERM) // not reaped yet: Wait is below
 		}
 	}
 	waitErr := cmd.Wait()

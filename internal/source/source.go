@@ -38,6 +38,12 @@ const MaxBatch = 128
 // which is all the back-pressure there is.
 type Deliver func(lines []Line)
 
+// Opener is a source that can say where it started before it passed any
+// line on (see File.Opened).
+type Opener interface {
+	Opened() []byte
+}
+
 // Source is a followed log.
 type Source interface {
 	Name() string
