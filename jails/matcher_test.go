@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"smtpban/internal/logline"
 )
 
 type wantHit struct {
@@ -82,7 +86,7 @@ func TestMatchTestdata(t *testing.T) {
 				for i, line := range lines {
 					n := i + 1
 					before := m.Stats()
-					hits := m.Match("", line, read, nil)
+					hits := match(m, "", line, read, nil)
 					after := m.Stats()
 					want, ok := tt.hits[n]
 					switch {
@@ -146,7 +150,7 @@ func TestMatchSources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
-			for _, h := range m.Match(tt.source, tt.line, read, nil) {
+			for _, h := range match(m, tt.source, tt.line, read, nil) {
 				got = append(got, h.Jail.Name)
 			}
 			if !slices.Equal(got, tt.want) {
@@ -159,7 +163,7 @@ func TestMatchSources(t *testing.T) {
 func TestMatchSeveralJailsFirstRegexWins(t *testing.T) {
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
 	a := testJail(t, "a", []string{"s"}, []string{`fail from (?P<user>first) <HOST>`, `fail from \w+ <HOST>`}, nil)
-	b := testJail(t, "b", []string{"s"}, []string{`from \w+ <HOST>$`}, []string{`from first 192\.0\.2\.9`})
+	b := testJail(t, "b", []string{"s"}, []string{`\w+ from \w+ <HOST>$`}, []string{`\w+ from first 192\.0\.2\.9`})
 	m := NewMatcher([]*Jail{a, b})
 	tests := []struct {
 		name, line string
@@ -175,7 +179,7 @@ func TestMatchSeveralJailsFirstRegexWins(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []wantHit
-			for _, h := range m.Match("s", tt.line, read, nil) {
+			for _, h := range match(m, "s", tt.line, read, nil) {
 				got = append(got, wantHit{h.Jail.Name, h.Addr.String(), h.User})
 			}
 			if !slices.Equal(got, tt.want) {
@@ -200,7 +204,7 @@ func TestMatchHitTime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hits := m.Match("", tt.line, read, nil)
+			hits := match(m, "", tt.line, read, nil)
 			if len(hits) != 1 {
 				t.Fatalf("got %d hits", len(hits))
 			}
@@ -216,13 +220,19 @@ func TestMatchNoAllocs(t *testing.T) {
 	read := time.Now()
 	dst := make([]Hit, 0, 4)
 	lines := []string{
-		"Nov 24 16:04:18 mx1 postfix/qmgr[801]: 4Y1ZQk3Fz1z9vN: removed",
-		"Nov 24 16:04:20 mx1 postfix/smtpd[12409]: connect from mail-wr1-f44.google.com[209.85.221.44]",
+		"Nov 24 16:04:18 mx1 postfix/qmgr[801]: 4Y1ZQk3Fz1z9vN: removed",                                          // no jail's program
+		"Nov 24 16:04:20 mx1 postfix/smtpd[12409]: connect from mail-wr1-f44.google.com[209.85.221.44]",           // a jail's program, no literal
+		"Nov 24 16:04:20 mx1 postfix/smtpd[12409]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failur", // literals, no match
+		"Nov 24 16:04:20 mx1 evil[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",           // a match, from another program
 		"2024-11-24 16:06:15 Start queue run: pid=4444",
 	}
-	for _, line := range lines {
-		if n := testing.AllocsPerRun(100, func() { dst = m.Match("mail", line, read, dst[:0]) }); n != 0 {
-			t.Errorf("%q: %v allocs per non-matching line", line, n)
+	for _, text := range lines {
+		l := decode(text, read)
+		if n := testing.AllocsPerRun(100, func() { dst = m.Match("mail", &l, dst[:0]) }); n != 0 {
+			t.Errorf("%q: %v allocs per non-matching line", text, n)
+		}
+		if len(dst) != 0 {
+			t.Errorf("%q: hits %+v", text, dst)
 		}
 	}
 }
@@ -234,7 +244,8 @@ func TestMatcherManyLiterals(t *testing.T) {
 	const n = 600 // 600 literals: 10 words, past seenWords
 	var js []*Jail
 	for i := range n {
-		js = append(js, testJail(t, fmt.Sprintf("svc%d", i), []string{"mail"}, []string{fmt.Sprintf(`service%03d refused client <HOST>`, i)}, nil))
+		j := testJail(t, fmt.Sprintf("svc%d", i), []string{"mail"}, []string{fmt.Sprintf(`service%03d refused client <HOST>`, i)}, nil)
+		js = append(js, withPrograms(j, "app"))
 	}
 	m := NewMatcher(js)
 	if g := m.all; g.nlit != n {
@@ -243,12 +254,153 @@ func TestMatcherManyLiterals(t *testing.T) {
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
 	for i := 0; i < n; i += 7 {
 		line := fmt.Sprintf("Nov 25 08:59:59 mx1 app[1]: service%03d refused client 192.0.2.%d", i, i%250+1)
-		hits := m.Match("mail", line, read, nil)
+		hits := match(m, "mail", line, read, nil)
 		if len(hits) != 1 || hits[0].Jail != js[i] || hits[0].Addr != netip.AddrFrom4([4]byte{192, 0, 2, byte(i%250 + 1)}) {
 			t.Fatalf("line for jail %d: hits %+v", i, hits)
 		}
 	}
-	if hits := m.Match("mail", "Nov 25 08:59:59 mx1 app[1]: service refused client 192.0.2.1", read, nil); len(hits) != 0 {
+	if hits := match(m, "mail", "Nov 25 08:59:59 mx1 app[1]: service refused client 192.0.2.1", read, nil); len(hits) != 0 {
 		t.Fatalf("a line no jail wants hit %+v", hits)
+	}
+	// Past 64 jails the program masks stop: those jails check their
+	// programs one by one, and must still refuse other programs' lines.
+	for _, i := range []int{3, 63, 64, 65, 599} {
+		line := fmt.Sprintf("Nov 25 08:59:59 mx1 other[1]: service%03d refused client 192.0.2.1", i)
+		if hits := match(m, "mail", line, read, nil); len(hits) != 0 {
+			t.Fatalf("jail %d read another program's line: hits %+v", i, hits)
+		}
+	}
+}
+
+// TestMatchProgramBound checks that a jail reads only its programs' lines:
+// another program's line whose message its pattern matches (a local user's
+// `logger -t`, a program quoting a client) gives no hit, whatever the
+// prefilter, the source or the jails' count.
+func TestMatchProgramBound(t *testing.T) {
+	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
+	const msg = "warning: unknown[192.0.2.10]: SASL LOGIN authentication failed: x"
+	tests := []struct {
+		line string
+		want bool
+	}{
+		{"Nov 24 16:04:04 mx1 postfix/smtpd[1]: " + msg, true},
+		{"Nov 24 16:04:04 mx1 postfix/submission/smtpd[1]: " + msg, true},
+		{"Nov 24 16:04:04 mx1 postfix-out/smtpd: " + msg, true},
+		{"Nov 24 16:04:04 mx1 postfix/smtp[1]: " + msg, false},
+		{"Nov 24 16:04:04 mx1 postfix[1]: " + msg, false},
+		{"Nov 24 16:04:04 mx1 smtpd[1]: " + msg, false},
+		{"Nov 24 16:04:04 mx1 dovecot: " + msg, false},
+		{"Nov 24 16:04:04 mx1 mallory: " + msg, false},
+		{"Nov 24 16:04:04 mx1 other: " + msg, false},           // a program other jails read
+		{"Nov 24 16:04:04 mx1 " + msg, false},                  // no tag: program "warning"
+		{msg, false},                                           // no stamp, host or tag: no program
+		{"2024-11-24 16:06:07 " + msg, false},                  // Exim's log: program exim
+		{"Nov 24 16:04:04 mx1 postfix/smtpd: x " + msg, false}, // right program, not at the start
+	}
+	sasl := mailJails(t)[0]
+	// Many jails: the ones past 64 are checked without the program mask.
+	many := []*Jail{}
+	for i := range 70 {
+		many = append(many, withPrograms(testJail(t, fmt.Sprintf("other%d", i), []string{"mail"}, []string{fmt.Sprintf(`other%d <HOST>`, i)}, nil), "other"))
+	}
+	for _, js := range [][]*Jail{{sasl}, append([]*Jail{sasl}, many...), append(many, sasl)} {
+		for _, prefilter := range []bool{true, false} {
+			m := newMatcher(js, prefilter)
+			for _, source := range []string{"", "mail"} {
+				for _, tt := range tests {
+					hits := match(m, source, tt.line, read, nil)
+					if got := len(hits) == 1 && hits[0].Jail == sasl; got != tt.want || len(hits) > 1 {
+						t.Errorf("%d jails, prefilter %v, source %q: %q: hits %+v, want hit %v", len(js), prefilter, source, tt.line, hits, tt.want)
+					}
+				}
+			}
+		}
+	}
+	// A jail with no programs reads nothing.
+	none := withPrograms(testJail(t, "none", nil, []string{`warning: \S+\[<HOST>\]`}, nil))
+	if hits := match(NewMatcher([]*Jail{none}), "", tests[0].line, read, nil); len(hits) != 0 {
+		t.Errorf("a jail with no programs hit %+v", hits)
+	}
+}
+
+// TestMatchAnchored checks that a pattern matches only at the message's
+// start: the same text later in the message, where a client's text may
+// be, gives nothing, and neither does the whole line (stamp, host, tag).
+func TestMatchAnchored(t *testing.T) {
+	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
+	m := NewMatcher(mailJails(t))
+	const fake = "warning: unknown[192.0.2.66]: SASL LOGIN authentication failed: x"
+	tests := []struct {
+		name, line string
+		want       string // address hit, "" for none
+	}{
+		{"at the start", "Nov 24 16:04:04 mx1 postfix/smtpd[1]: " + fake, "192.0.2.66"},
+		{"in a client's text", "Nov 24 16:04:04 mx1 postfix/smtpd[1]: warning: non-SMTP command from unknown[192.0.2.7]: " + fake, ""},
+		{"after a queue id", "Nov 24 16:04:04 mx1 postfix/smtpd[1]: 4Y1ZQk3Fz1z9vN: " + fake, ""},
+		{"after a space", "Nov 24 16:04:04 mx1 postfix/smtpd[1]:  " + fake, ""},
+		{"in the user name", "Nov 24 16:04:09 mx1 postfix/smtpd[1]: warning: unknown[203.0.113.45]: SASL PLAIN authentication failed: x, sasl_username=" + fake, "203.0.113.45"},
+		{"dovecot at the start", "Nov 24 16:05:03 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 4 secs): user=<carol>, method=LOGIN, rip=192.0.2.20, lip=192.0.2.1", "192.0.2.20"},
+		{"dovecot in a message", "Nov 24 16:05:03 mx1 dovecot: lmtp(bob): msgid=<imap-login: Disconnected (auth failed, 1 attempts in 4 secs): user=<carol>, method=LOGIN, rip=192.0.2.20, lip=192.0.2.1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hits := match(m, "", tt.line, read, nil)
+			var got string
+			if len(hits) > 0 {
+				got = hits[0].Addr.String()
+			}
+			if got != tt.want || len(hits) > 1 {
+				t.Errorf("hits %+v, want address %q", hits, tt.want)
+			}
+		})
+	}
+	// The pattern itself is anchored, whoever runs it.
+	p := MustCompileFailregex(`from <HOST>$`)
+	if _, res := p.match("x from 192.0.2.1"); res != noMatch {
+		t.Errorf("a pattern matched in the middle of a message: %d", res)
+	}
+	if _, res := p.match("from 192.0.2.1"); res != matched {
+		t.Errorf("a pattern did not match at the start: %d", res)
+	}
+	for _, e := range []string{`a|from <HOST>`, `(?i)FROM <HOST>`} {
+		if _, res := MustCompileFailregex(e).match("x from 192.0.2.1"); res != noMatch {
+			t.Errorf("%q matched past the start (an alternation or flag escaped the anchor)", e)
+		}
+	}
+}
+
+// TestMatchInvalidUTF8User checks that a line whose client-chosen part
+// holds an invalid byte or a NUL is cleaned, not dropped, and still hits:
+// the daemon's sources clean a read buffer with logline.CleanBytes, replay
+// a string with logline.Clean, and both must give the same hit.
+func TestMatchInvalidUTF8User(t *testing.T) {
+	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
+	m := NewMatcher(mailJails(t))
+	tests := []struct {
+		line, addr, user string
+	}{
+		{"Nov 24 16:04:09 mx1 postfix/submission/smtpd[12401]: warning: unknown[203.0.113.45]: SASL PLAIN authentication failed: authentication failure, sasl_username=b\xffob",
+			"203.0.113.45", "b\uFFFDob"},
+		{"Nov 24 16:04:09 mx1 postfix/submission/smtpd[12401]: warning: unknown[203.0.113.45]: SASL PLAIN authentication failed: authentication failure, sasl_username=b\x00ob",
+			"203.0.113.45", "b\uFFFDob"},
+		{"Nov 24 16:05:03 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 4 secs): user=<\xc3\x28carol>, method=LOGIN, rip=198.51.100.20, lip=192.0.2.1",
+			"198.51.100.20", "\uFFFD(carol"},
+	}
+	for _, tt := range tests {
+		daemon := logline.Decode(logline.Syslog, logline.CleanBytes([]byte(tt.line)), read)
+		replay := logline.Decode(logline.Syslog, logline.Clean(tt.line), read)
+		if daemon != replay {
+			t.Errorf("%q: the daemon decodes %+v, replay %+v", tt.line, daemon, replay)
+		}
+		for _, l := range []*logline.Line{&daemon, &replay} {
+			hits := m.Match("mail", l, nil)
+			if len(hits) != 1 || hits[0].Addr.String() != tt.addr || hits[0].User != tt.user {
+				t.Errorf("%q: hits %+v, want %s user %q", tt.line, hits, tt.addr, tt.user)
+				continue
+			}
+			if !utf8.ValidString(hits[0].Line) || strings.IndexByte(hits[0].Line, 0) >= 0 {
+				t.Errorf("%q: hit line %q not clean", tt.line, hits[0].Line)
+			}
+		}
 	}
 }

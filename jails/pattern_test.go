@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCompileErrors(t *testing.T) {
@@ -65,6 +66,8 @@ func TestPatternHost(t *testing.T) {
 		{"two ::", `from <HOST>$`, "from 1::2::3", badHost, "", ""},
 		{"too many groups", `from <HOST>$`, "from 1:2:3:4:5:6:7:8:9", noMatch, "", ""},
 		{"no match", `from <HOST>$`, "to 192.0.2.1", noMatch, "", ""},
+		{"not at the start", `from <HOST>$`, "x from 192.0.2.1", noMatch, "", ""},
+		{"alternation stays anchored", `x|from <HOST>$`, "y from 192.0.2.1", noMatch, "", ""},
 		{"empty host", `rip=<HOST>,`, "rip=,", noMatch, "", ""},
 	}
 	for _, tt := range tests {
@@ -146,7 +149,12 @@ func TestFastMatcherAgrees(t *testing.T) {
 		ignores = append(ignores, j.Ignoreregex...)
 	}
 	normal, _ := normalLog(300)
-	lines := slices.Concat(allTestLines(t), normal)
+	// Patterns run on messages: those of the lines, and the whole lines
+	// too (which they must not match at the start).
+	var lines []string
+	for _, text := range slices.Concat(allTestLines(t), normal) {
+		lines = append(lines, text, decode(text, time.Time{}).Message)
+	}
 	for _, l := range slices.Clone(lines) {
 		// Mangled: cut short, doubled, invalid UTF-8 and a bracket spliced in.
 		lines = append(lines, l[:len(l)/2], l+" "+l, strings.ReplaceAll(l, "[", "\xff["), strings.ReplaceAll(l, ".", "]."))

@@ -22,12 +22,12 @@ func GlobMatch(glob, program string) bool {
 	star, mark := -1, 0
 	for p < len(program) {
 		switch {
-		case g < len(glob) && (glob[g] == '?' || glob[g] == program[p]):
-			g++
-			p++
 		case g < len(glob) && glob[g] == '*':
 			star, mark = g, p
 			g++
+		case g < len(glob) && (glob[g] == '?' || glob[g] == program[p]):
+			g++
+			p++
 		case star >= 0:
 			g, mark = star+1, mark+1
 			p = mark

@@ -3,9 +3,13 @@ package jails
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"smtpban/internal/jailstest"
 )
@@ -18,9 +22,13 @@ func shippedJails(tb testing.TB) []*Jail {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	programs := shippedPrograms(tb)
 	var js []*Jail
 	for _, sj := range shipped {
 		j := testJail(tb, sj.Name, []string{"mail"}, sj.Failregex, sj.Ignoreregex)
+		if j.Programs = programs[sj.Name]; len(j.Programs) == 0 {
+			tb.Fatalf("jail %s: no programs", sj.Name)
+		}
 		for _, e := range sj.Successregex {
 			p, err := CompileSuccessregex(e)
 			if err != nil {
@@ -34,6 +42,42 @@ func shippedJails(tb testing.TB) []*Jail {
 		tb.Fatalf("only %d shipped jails found", len(js))
 	}
 	return js
+}
+
+// shippedPrograms reads each shipped jail's programs (jailstest does not
+// read them).
+func shippedPrograms(tb testing.TB) map[string][]string {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "configs", "jails.d", "*.hcl"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no shipped jails: %v", err)
+	}
+	out := make(map[string][]string)
+	for _, name := range files {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		if diags.HasErrors() {
+			tb.Fatalf("parse %s: %v", name, diags)
+		}
+		for _, blk := range f.Body.(*hclsyntax.Body).Blocks {
+			a, ok := blk.Body.Attributes["programs"]
+			if blk.Type != "jail" || len(blk.Labels) == 0 || !ok {
+				continue
+			}
+			v, diags := a.Expr.Value(nil)
+			if diags.HasErrors() {
+				tb.Fatalf("%s: jail %s: programs: %v", name, blk.Labels[0], diags)
+			}
+			for it := v.ElementIterator(); it.Next(); {
+				_, p := it.Element()
+				out[blk.Labels[0]] = append(out[blk.Labels[0]], p.AsString())
+			}
+		}
+	}
+	return out
 }
 
 // normalLog returns n syslog lines of ordinary Postfix and Dovecot traffic
@@ -156,14 +200,15 @@ func BenchmarkMatchShippedRegexOnly(b *testing.B) { benchShipped(b, false) }
 
 func benchShipped(b *testing.B, prefilter bool) {
 	js := shippedJails(b)
-	lines, fails := normalLog(100_000)
+	texts, fails := normalLog(100_000)
 	m := newMatcher(js, prefilter)
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
+	lines := decodeAll(texts, read) // as a source hands them over
 	dst := make([]Hit, 0, 8)
 	n, failures := 0, 0
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = m.Match("", lines[n%len(lines)], read, dst[:0])
+		dst = m.Match("", &lines[n%len(lines)], dst[:0])
 		for _, h := range dst {
 			if !h.Success {
 				failures++

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"smtpban/internal/logline"
 )
 
 // successJail is a Dovecot-like jail with every group the counting rules
@@ -11,15 +13,15 @@ import (
 func successJail(tb testing.TB) *Jail {
 	tb.Helper()
 	j := testJail(tb, "dovecot", []string{"mail"}, []string{
-		`-login: (?:Info: )?(?:Disconnected|Aborted login|Login aborted)\b.*?\(auth failed, (?P<count>\d+) attempts[^)]*\).*?: user=<(?P<user>[^>]*)>.*?, rip=<HOST>,`,
-		`passwd-file\((?P<user>[^,]*),<HOST>(?:,<[^>]*>)?\): (?:Password mismatch|unknown user)(?: \((?:SHA1 of )?given password: (?P<pass>[^)]*)\))?`,
-	}, []string{`user=<monitor>`})
-	p, err := CompileSuccessregex(`-login: (?:Info: )?Login: user=<(?P<user>[^>]*)>, .*?rip=<HOST>,`)
+		`\w+-login: (?:Info: )?(?:Disconnected|Aborted login|Login aborted)\b.*?\(auth failed, (?P<count>\d+) attempts[^)]*\).*?: user=<(?P<user>[^>]*)>.*?, rip=<HOST>,`,
+		`auth: (?:Info: )?passwd-file\((?P<user>[^,]*),<HOST>(?:,<[^>]*>)?\): (?:Password mismatch|unknown user)(?: \((?:SHA1 of )?given password: (?P<pass>[^)]*)\))?`,
+	}, []string{`\w+-login: .*user=<monitor>`})
+	p, err := CompileSuccessregex(`\w+-login: (?:Info: )?Login: user=<(?P<user>[^>]*)>, .*?rip=<HOST>,`)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	j.Successregex = []*Pattern{p}
-	return j
+	return withPrograms(j, "dovecot")
 }
 
 func TestMatchCountPassSuccess(t *testing.T) {
@@ -27,6 +29,7 @@ func TestMatchCountPassSuccess(t *testing.T) {
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
+		format  logline.Format
 		line    string
 		hit     bool
 		addr    string
@@ -35,18 +38,19 @@ func TestMatchCountPassSuccess(t *testing.T) {
 		pass    string
 		success bool
 	}{
-		{"count", "Nov 24 16:05:01 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 15 secs): user=<bob>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1", true, "203.0.113.5", "bob", 3, "", false},
-		{"fingerprint", "Nov 24 16:04:03 auth: Info: passwd-file(alice,10.77.0.2,<Xy12>): Password mismatch (SHA1 of given password: 1a2b3c)", true, "10.77.0.2", "alice", 0, "1a2b3c", false},
-		{"no fingerprint", "Nov 24 16:04:03 auth: Info: passwd-file(alice,10.77.0.2): Password mismatch", true, "10.77.0.2", "alice", 0, "", false},
-		{"success", "Nov 24 16:05:06 mx1 dovecot: imap-login: Login: user=<frank>, method=PLAIN, rip=192.0.2.44, lip=192.0.2.1, mpid=5555, TLS", true, "192.0.2.44", "frank", 0, "", true},
-		{"success, mapped address", "Nov 24 16:05:06 mx1 dovecot: imap-login: Login: user=<frank>, method=PLAIN, rip=::ffff:192.0.2.44, lip=192.0.2.1", true, "192.0.2.44", "frank", 0, "", true},
-		{"success, bad host", "Nov 24 16:05:06 mx1 dovecot: imap-login: Login: user=<frank>, method=PLAIN, rip=localhost, lip=192.0.2.1", false, "", "", 0, "", false},
-		{"ignored failure is no success", "Nov 24 16:05:01 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<monitor>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1", false, "", "", 0, "", false},
+		{"count", logline.Syslog, "Nov 24 16:05:01 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 15 secs): user=<bob>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1", true, "203.0.113.5", "bob", 3, "", false},
+		{"fingerprint", logline.Dovecot, "Nov 24 16:04:03 auth: Info: passwd-file(alice,10.77.0.2,<Xy12>): Password mismatch (SHA1 of given password: 1a2b3c)", true, "10.77.0.2", "alice", 0, "1a2b3c", false},
+		{"no fingerprint", logline.Dovecot, "Nov 24 16:04:03 auth: Info: passwd-file(alice,10.77.0.2): Password mismatch", true, "10.77.0.2", "alice", 0, "", false},
+		{"success", logline.Syslog, "Nov 24 16:05:06 mx1 dovecot: imap-login: Login: user=<frank>, method=PLAIN, rip=192.0.2.44, lip=192.0.2.1, mpid=5555, TLS", true, "192.0.2.44", "frank", 0, "", true},
+		{"success, mapped address", logline.Syslog, "Nov 24 16:05:06 mx1 dovecot: imap-login: Login: user=<frank>, method=PLAIN, rip=::ffff:192.0.2.44, lip=192.0.2.1", true, "192.0.2.44", "frank", 0, "", true},
+		{"success, bad host", logline.Syslog, "Nov 24 16:05:06 mx1 dovecot: imap-login: Login: user=<frank>, method=PLAIN, rip=localhost, lip=192.0.2.1", false, "", "", 0, "", false},
+		{"ignored failure is no success", logline.Syslog, "Nov 24 16:05:01 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<monitor>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1", false, "", "", 0, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := m.Stats()
-			hs := m.Match("mail", tt.line, read, nil)
+			l := logline.Decode(tt.format, tt.line, read)
+			hs := m.Match("mail", &l, nil)
 			after := m.Stats()
 			if !tt.hit {
 				if len(hs) != 0 {

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-func TestLineTime(t *testing.T) {
+func TestStampTime(t *testing.T) {
 	berlin := time.FixedZone("CET", 3600)
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, berlin)
 	newYear := time.Date(2025, 1, 1, 0, 5, 0, 0, time.UTC)
@@ -49,9 +49,9 @@ func TestLineTime(t *testing.T) {
 	}
 }
 
-// BenchmarkLineTime parses a syslog stamp, beside time.ParseInLocation of
+// BenchmarkStampTime parses a syslog stamp, beside time.ParseInLocation of
 // the same stamp (which infers no year) as the baseline in the same run.
-func BenchmarkLineTime(b *testing.B) {
+func BenchmarkStampTime(b *testing.B) {
 	const line = "Nov 24 16:04:04 mx1 postfix/smtpd[1234]: warning: unknown[192.0.2.7]: SASL LOGIN authentication failed"
 	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.Local)
 	b.Run("StampTime", func(b *testing.B) {

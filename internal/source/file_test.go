@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"smtpban/internal/logline"
 )
 
 const testPoll = 20 * time.Millisecond
@@ -52,7 +55,11 @@ func TestFileStart(t *testing.T) {
 			src := newTestFile(t, path, nil)
 			r := runSource(t, src)
 			// Let the source settle on its start position before writing.
-			time.Sleep(3 * testPoll)
+			if tc.before != "-" {
+				waitOpened(t, src)
+			} else {
+				time.Sleep(3 * testPoll)
+			}
 			for _, a := range tc.appends {
 				appendFile(t, path, a)
 				time.Sleep(2 * testPoll) // a partial line must survive wake-ups
@@ -69,12 +76,16 @@ func TestFileStart(t *testing.T) {
 	}
 }
 
-func TestFileGarbageSkipped(t *testing.T) {
+// TestFileGarbage checks that an over-long line is skipped and counted,
+// and that invalid UTF-8 and NUL bytes are cleaned (U+FFFD), not dropped:
+// a client can put one bad byte in a user name, and dropping the line
+// would hide the failure it reports.
+func TestFileGarbage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mail.log")
 	appendFile(t, path, "")
 	src := newTestFile(t, path, nil)
 	r := runSource(t, src)
-	time.Sleep(3 * testPoll)
+	waitOpened(t, src)
 	var b bytes.Buffer
 	b.WriteString("ok 1\n")
 	b.WriteString(strings.Repeat("x", MaxLineBytes+1) + "\n") // too long by one
@@ -82,23 +93,70 @@ func TestFileGarbageSkipped(t *testing.T) {
 	b.WriteString("bad \xff\xfe utf8\n")
 	b.WriteString("nul \x00 byte\n")
 	b.WriteString(strings.Repeat("z", 3*MaxLineBytes) + "\n") // spans reads
+	b.WriteString("Nov 24 16:04:09 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x, sasl_username=b\xffob\n")
 	b.WriteString("ok 2\n")
 	appendFile(t, path, b.String())
-	lines := r.waitLines(3)
+	lines := r.waitLines(6)
 	got := r.texts()
-	want := []string{"ok 1", strings.Repeat("y", MaxLineBytes), "ok 2"}
+	want := []string{"ok 1", strings.Repeat("y", MaxLineBytes), "bad \uFFFD utf8", "nul \uFFFD byte",
+		"Nov 24 16:04:09 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x, sasl_username=b\uFFFDob", "ok 2"}
 	if !slices.Equal(got, want) {
-		t.Errorf("got %d lines starting %q, want %d", len(got), trunc(got), len(want))
+		t.Errorf("got %d lines %q, want %d %q", len(got), trunc(got), len(want), trunc(want))
 	}
-	waitFor(t, func() bool { return src.Stats().Skipped == 4 }, "4 skipped, have %d", func() int { return int(src.Stats().Skipped) })
-	if s := src.Stats(); s.Read != 3 {
-		t.Errorf("Read = %d, want 3", s.Read)
+	if len(lines) == len(want) {
+		if l := lines[4]; l.Program != "postfix/smtpd" || l.Message != "warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x, sasl_username=b\uFFFDob" {
+			t.Errorf("cleaned line decoded as %+v", l.Line)
+		}
+	}
+	waitFor(t, func() bool { return src.Stats().Skipped == 2 }, "2 skipped, have %d", func() int { return int(src.Stats().Skipped) })
+	time.Sleep(3 * testPoll) // nothing more may come
+	if s := src.Stats(); s.Read != uint64(len(want)) || len(r.got()) != len(want) {
+		t.Errorf("Read = %d, %d lines, want %d", s.Read, len(r.got()), len(want))
 	}
 	// The last line's position is the end of the file.
 	fi, _ := os.Stat(path)
-	p, err := decodePos(lines[2].Pos)
+	p, err := decodePos(lines[len(lines)-1].Pos)
 	if err != nil || p.Offset != fi.Size() {
 		t.Errorf("last Pos = %v (%v), want offset %d", p, err, fi.Size())
+	}
+}
+
+// TestFileDecodes checks that a file source decodes its lines with its
+// format (syslog by default) and dates them with the time they were read.
+func TestFileDecodes(t *testing.T) {
+	read := time.Date(2024, 11, 25, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		format logline.Format
+		line   string
+		want   logline.Line // Read and Raw filled in
+	}{
+		{"syslog (the default)", logline.Syslog, "Nov 24 16:04:04 mx1 postfix/submission/smtpd[12]: warning: x",
+			logline.Line{Stamp: "Nov 24 16:04:04", Host: "mx1", Program: "postfix/submission/smtpd", PID: "12", Message: "warning: x"}},
+		{"dovecot", logline.Dovecot, "Nov 24 16:04:03 imap-login: Info: Disconnected",
+			logline.Line{Stamp: "Nov 24 16:04:03", Program: "dovecot", Message: "imap-login: Info: Disconnected"}},
+		{"exim", logline.Exim, "2024-11-24 16:06:07 [42] login authenticator failed",
+			logline.Line{Stamp: "2024-11-24 16:06:07", Program: "exim", PID: "42", Message: "login authenticator failed"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendFile(t, path, tc.line+"\n")
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Resumed at the start: no race with first sight.
+			start := filePos{Inode: fi.Sys().(*syscall.Stat_t).Ino, FPHash: fingerprint(nil)}.encode()
+			src := NewFile(FileConfig{Name: "test", Path: path, Resume: start, Logger: testLogger(t), Poll: testPoll, Format: tc.format, Now: func() time.Time { return read }})
+			r := runSource(t, src)
+			got := r.waitLines(1)[0]
+			want := tc.want
+			want.Read, want.Raw = read, tc.line
+			if got.Line != want || got.Source != "test" {
+				t.Errorf("got %+v from %q\nwant %+v", got.Line, got.Source, want)
+			}
+		})
 	}
 }
 
@@ -117,7 +175,7 @@ func TestFileResume(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mail.log")
 	appendFile(t, path, "before\n")
 	r := runSource(t, newTestFile(t, path, nil))
-	time.Sleep(3 * testPoll)
+	waitOpened(t, r.src)
 	appendFile(t, path, numbered(0, 10))
 	lines := r.waitLines(10)
 	r.stop()
@@ -208,7 +266,7 @@ func TestFileResumeAfterRotation(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "mail.log")
 			appendFile(t, path, "")
 			r := runSource(t, newTestFile(t, path, nil))
-			time.Sleep(3 * testPoll)
+			waitOpened(t, r.src)
 			appendFile(t, path, numbered(0, 10))
 			lines := r.waitLines(10)
 			r.stop()
@@ -273,7 +331,8 @@ func TestFileResumeInCompressed(t *testing.T) {
 	// Damaged: only the first part of the compressed stream is there.
 	path, resume = compressedWhileStopped(t, 5000, 4000)
 	r4 := runSource(t, newTestFile(t, path, resume))
-	r4.waitLines(5)
+	// Until the new file's last line: the damaged file's lines come first.
+	waitFor(t, func() bool { ts := r4.texts(); return len(ts) >= 5 && ts[len(ts)-1] == "line 005004" }, "the new file's last line (have %d lines)", func() int { return len(r4.got()) })
 	time.Sleep(3 * testPoll)
 	texts := r4.texts()
 	if len(texts) < 5 || !slices.Equal(texts[len(texts)-5:], strings.Split(strings.TrimSuffix(numbered(5000, 5005), "\n"), "\n")) {
@@ -294,7 +353,7 @@ func compressedWhileStopped(t *testing.T, n, cut int) (string, []byte) {
 	path := filepath.Join(t.TempDir(), "mail.log")
 	appendFile(t, path, "")
 	r := runSource(t, newTestFile(t, path, nil))
-	time.Sleep(3 * testPoll)
+	waitOpened(t, r.src)
 	appendFile(t, path, numbered(0, 10))
 	lines := r.waitLines(10)
 	r.stop()

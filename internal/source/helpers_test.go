@@ -89,12 +89,23 @@ func (r *running) got() []Line {
 	return append([]Line(nil), r.lines...)
 }
 
+// texts are the lines received, as read (Raw).
 func (r *running) texts() []string {
 	var s []string
 	for _, l := range r.got() {
-		s = append(s, l.Text)
+		s = append(s, l.Raw)
 	}
 	return s
+}
+
+// waitOpened waits until the file source has opened its file, and so
+// chosen where it starts: a line written before that races with first
+// sight, which starts at the end, and a sleep loses that race on a loaded
+// machine. It fails after 20s.
+func waitOpened(t *testing.T, src Source) {
+	t.Helper()
+	f := src.(*File)
+	waitFor(t, func() bool { return f.Opened() != nil }, "the source to open its file")
 }
 
 // waitLines polls until at least n lines arrived; it fails after 20s.

@@ -86,7 +86,7 @@ func (w *lineWriter) halt() {
 func texts(lines []Line) []string {
 	s := make([]string, 0, len(lines))
 	for _, l := range lines {
-		s = append(s, l.Text)
+		s = append(s, l.Raw)
 	}
 	return s
 }
@@ -95,9 +95,9 @@ func lineNumbers(t *testing.T, lines []Line) map[int]int {
 	t.Helper()
 	seen := map[int]int{}
 	for _, l := range lines {
-		n, err := strconv.Atoi(strings.TrimPrefix(l.Text, "line "))
-		if err != nil || !strings.HasPrefix(l.Text, "line ") {
-			t.Fatalf("unexpected line %q", l.Text)
+		n, err := strconv.Atoi(strings.TrimPrefix(l.Raw, "line "))
+		if err != nil || !strings.HasPrefix(l.Raw, "line ") {
+			t.Fatalf("unexpected line %q", l.Raw)
 		}
 		seen[n]++
 	}
@@ -162,7 +162,7 @@ func TestFileRotationWhileWriting(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := runSource(t, newTestFile(t, path, nil))
-			time.Sleep(3 * testPoll)
+			waitOpened(t, r.src)
 			w := startWriter(t, path)
 			var windows []window
 			for range 3 {
@@ -259,7 +259,7 @@ func TestFileRewrittenWhileBehind(t *testing.T) {
 			out := make(chan []Line) // unbuffered: the reader blocks on every batch
 			done := make(chan error, 1)
 			go func() { done <- src.Run(ctx, toChan(ctx, out)) }()
-			time.Sleep(3 * testPoll)
+			waitOpened(t, src)
 			appendFile(t, path, numbered(0, tc.before))
 			got := texts(<-out) // the reader is now mid-file: more than one batch was read
 			tc.rewrite(t, path)
