@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"smtpban/internal/logline"
 )
 
 const (
@@ -926,9 +928,16 @@ func (c *Counter) rederive(j *Jail, line string) (user, pass uint32) {
 	if line == "" || (len(j.Successregex) == 0 && !capturesPass(j)) {
 		return 0, 0
 	}
-	for _, p := range j.Failregex {
-		if cp, res := p.match(line); res == matched {
-			return c.userHash(cp.user), c.passHash(cp.user, cp.pass)
+	// The patterns start at a line's message; the old format kept whole
+	// lines of whichever layout the source read (the journal's rebuilt as
+	// "HOST IDENT[PID]: MESSAGE"). Only hashes come from here, never an
+	// address: trying each layout is safe.
+	for _, f := range [...]logline.Format{logline.Syslog, logline.Dovecot, logline.Exim} {
+		l := logline.Decode(f, line, time.Time{})
+		for _, p := range j.Failregex {
+			if cp, res := p.match(l.Message); res == matched {
+				return c.userHash(cp.user), c.passHash(cp.user, cp.pass)
+			}
 		}
 	}
 	return 0, 0
