@@ -38,13 +38,15 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 			}
 		}
 	}
+	// Before mu: the manager may be saving a batch, and lines must not
+	// wait behind a status call that waits for it.
+	banned := d.bans.Banned()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if jail != "" && d.jails[jail] == nil {
 		return control.Status{}, fmt.Errorf("%w: no jail named %q", control.ErrNotFound, jail)
 	}
 	failing := d.counter.WindowsByJail()
-	banned := d.bans.Banned()
 	st := control.Status{
 		Version:  d.opts.Version,
 		Started:  d.started,
