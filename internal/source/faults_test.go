@@ -2,9 +2,12 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -90,5 +93,48 @@ func TestFileOpenedPosition(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the line written between start and reload was skipped")
+	}
+}
+
+// TestJournalNoSignalAfterReap: once journalctl has exited and been
+// reaped, nothing is signalled in its name. The reader used to send
+// SIGTERM to journalctl's process group after the reap: a process that
+// got that group id (or, as here, one left in the group) was hit.
+func TestJournalNoSignalAfterReap(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child")
+	script := filepath.Join(dir, "journalctl")
+	// A child left behind in journalctl's group stands for whatever holds
+	// the group id once journalctl is gone.
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsleep 30 </dev/null >/dev/null 2>&1 &\necho $! >"+pidFile+"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	j := NewJournal(JournalConfig{Name: "mail", Command: script, Backoff: time.Hour, Trust: []string{"_UID=0"}})
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx, func([]Line) {}) }()
+	var pid int
+	deadline := time.Now().Add(5 * time.Second)
+	for pid == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("journalctl never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if b, err := os.ReadFile(pidFile); err == nil && len(b) > 1 {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	// journalctl has exited; Run waits out its backoff. Then stop it.
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	// Gone, or a zombie nobody reaped (a container's init may not): killed.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if f := strings.Fields(string(stat)); err != nil || len(f) < 3 || f[2] == "Z" {
+		t.Errorf("the process left in journalctl's group was signalled after journalctl was reaped (stat %q, %v)", stat, err)
 	}
 }
