@@ -23,12 +23,14 @@ func advise(op string, err error) error {
 		hint = "need CAP_NET_ADMIN: run smtpband as root or give it the capability (the unit's AmbientCapabilities=CAP_NET_ADMIN)"
 	case has(syscall.EPROTONOSUPPORT), has(syscall.EAFNOSUPPORT), has(syscall.EOPNOTSUPP):
 		hint = "nf_tables not available: load the module (modprobe nf_tables) or use a kernel with nftables"
+	// Before ENOENT: a failed add, delete, add also reports the delete
+	// missing the element the add could not insert.
+	case has(syscall.EEXIST), has(syscall.ENOTEMPTY):
+		hint = "an overlapping prefix is already banned"
 	case has(syscall.ENOENT):
 		hint = "table, chain or set missing (removed by someone else?): Ensure recreates it"
 	case has(syscall.ENOBUFS), has(syscall.EMSGSIZE):
 		hint = "netlink buffer too small for the batch"
-	case has(syscall.EEXIST), has(syscall.ENOTEMPTY):
-		hint = "an overlapping prefix is already banned"
 	case has(syscall.EBUSY):
 		hint = "object in use by a rule outside smtpban's table"
 	default:
