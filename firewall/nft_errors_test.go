@@ -41,3 +41,34 @@ func TestAdvise(t *testing.T) {
 		})
 	}
 }
+
+// TestElementFault: only a failure an element may have caused makes apply
+// split a batch; the first errno is the one the prefix is refused with.
+func TestElementFault(t *testing.T) {
+	cases := []struct {
+		name  string
+		err   error
+		fault bool
+		first error
+	}{
+		{"overlap, then the delete misses it", kernelErr(unix.EEXIST, unix.ENOENT, unix.EEXIST), true, unix.EEXIST},
+		{"bad element", kernelErr(unix.EINVAL), true, unix.EINVAL},
+		{"set gone", kernelErr(unix.ENOENT, unix.ENOENT), false, unix.ENOENT},
+		{"no rights", kernelErr(unix.EPERM), false, unix.EPERM},
+		{"not the kernel's", errors.New("SendMessages: broken pipe"), false, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := elementFault(c.err); got != c.fault {
+				t.Errorf("elementFault = %v, want %v", got, c.fault)
+			}
+			want := c.first
+			if want == nil {
+				want = c.err
+			}
+			if got := firstErrno(c.err); got != want {
+				t.Errorf("firstErrno = %v, want %v", got, want)
+			}
+		})
+	}
+}
