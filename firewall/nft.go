@@ -126,14 +126,10 @@ func (n *NFT) Add(ctx context.Context, entries []Entry) error {
 	if err != nil {
 		return err
 	}
-	groups := map[string][]group{}
-	for _, e := range es {
-		s := setFor(e.Prefix)
-		groups[s] = append(groups[s], group{e.Prefix, elements(e.Prefix, e.Timeout)})
-	}
+	groups := groupsBySet(es)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	refused, err := n.apply(ctx, groups, true)
+	refused, err := n.apply(ctx, &groups, true)
 	if err != nil {
 		return advise(fmt.Sprintf("add %d elements to table inet %s", len(es), n.opts.Table), err)
 	}
@@ -145,17 +141,18 @@ func (n *NFT) Add(ctx context.Context, entries []Entry) error {
 
 // Remove deletes prefixes; absent ones are not an error.
 func (n *NFT) Remove(ctx context.Context, prefixes []netip.Prefix) error {
-	groups := map[string][]group{}
-	for _, p := range prefixes {
+	es := make([]Entry, len(prefixes))
+	for i, p := range prefixes {
 		np, err := Normalize(p)
 		if err != nil {
 			return err
 		}
-		groups[setFor(np)] = append(groups[setFor(np)], group{np, elements(np, 0)})
+		es[i] = Entry{Prefix: np}
 	}
+	groups := groupsBySet(es)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	refused, err := n.apply(ctx, groups, false)
+	refused, err := n.apply(ctx, &groups, false)
 	if err != nil {
 		return advise(fmt.Sprintf("remove %d elements from table inet %s", len(prefixes), n.opts.Table), err)
 	}

@@ -62,13 +62,35 @@ type group struct {
 	els    []nftables.SetElement
 }
 
-// setOrder is the order apply visits the element sets in.
-var setOrder = [...]string{setAddrs4, setAddrs6, setNets4, setNets6}
+// bySet holds groups by element set, in elementSets' order.
+type bySet [4][]group
+
+// elementSets names the element sets in the order apply visits them.
+func elementSets() [4]string { return [4]string{setAddrs4, setAddrs6, setNets4, setNets6} }
+
+// groupsBySet encodes normalized entries, by set. The slices are sized up
+// front: a restore passes 100,000 entries.
+func groupsBySet(es []Entry) bySet {
+	var counts [4]int
+	for _, e := range es {
+		counts[setIndex(e.Prefix)]++
+	}
+	var groups bySet
+	for i, c := range counts {
+		if c > 0 {
+			groups[i] = make([]group, 0, c)
+		}
+	}
+	for _, e := range es {
+		i := setIndex(e.Prefix)
+		groups[i] = append(groups[i], group{e.Prefix, elements(e.Prefix, e.Timeout)})
+	}
+	return groups
+}
 
 // span is a run of groups[set][lo:hi] queued in the current batch.
 type span struct {
-	set    string
-	lo, hi int
+	set, lo, hi int
 }
 
 // apply sends element groups, by set, in as few batches as the limits
@@ -82,7 +104,7 @@ type span struct {
 // an element (an overlapping interval), isolate sends it again in parts:
 // the other groups go in, and the refused ones come back in refused, each
 // naming its prefix. err is for failures that are not an element's.
-func (n *NFT) apply(ctx context.Context, groups map[string][]group, add bool) (refused []error, err error) {
+func (n *NFT) apply(ctx context.Context, groups *bySet, add bool) (refused []error, err error) {
 	batch := 0
 	var pending []span
 	flush := func() error {
@@ -98,7 +120,7 @@ func (n *NFT) apply(ctx context.Context, groups map[string][]group, add bool) (r
 		var gs []setGroup
 		for _, sp := range queued {
 			for _, g := range groups[sp.set][sp.lo:sp.hi] {
-				gs = append(gs, setGroup{n.lay.sets[sp.set], g})
+				gs = append(gs, setGroup{n.lay.sets[elementSets()[sp.set]], g})
 			}
 		}
 		iso := isolation{ctx: ctx, add: add}
@@ -108,9 +130,9 @@ func (n *NFT) apply(ctx context.Context, groups map[string][]group, add bool) (r
 		refused = append(refused, iso.refused...)
 		return nil
 	}
-	for _, name := range setOrder {
+	for si, name := range elementSets() {
 		set := n.lay.sets[name]
-		gs := groups[name]
+		gs := groups[si]
 		// Fast path only until a chunk of this set turns out to hold
 		// present elements: a restore over a full table then pays one
 		// failed batch, not one per chunk.
@@ -139,7 +161,7 @@ func (n *NFT) apply(ctx context.Context, groups map[string][]group, add bool) (r
 			if err := n.queue(set, chunk, add); err != nil {
 				return err
 			}
-			pending = append(pending, span{name, lo, hi})
+			pending = append(pending, span{si, lo, hi})
 			batch += 3 * size
 			chunk, size, lo = nil, 0, hi
 			if batch >= maxBatchBytes-3*maxListBytes {
