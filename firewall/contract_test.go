@@ -198,6 +198,30 @@ func TestContract(t *testing.T) {
 			}
 			assertHolds(t, b, good)
 		}},
+		{"reconcile keeps the wider of nested prefixes, with the longer time", func(t *testing.T, b Backend) {
+			want := []Entry{
+				{pfx("203.0.0.0/16"), 10 * time.Minute},
+				{pfx("203.0.113.0/24"), time.Hour},
+				{pfx("2001:db8::/32"), 5 * time.Minute},
+				{pfx("2001:db8:1::/48"), time.Hour},
+			}
+			if _, _, err := Reconcile(ctx, b, want); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			assertHolds(t, b, Entry{pfx("203.0.0.0/16"), time.Hour}, Entry{pfx("2001:db8::/32"), time.Hour})
+			if added, removed, err := Reconcile(ctx, b, want); err != nil || added != 0 || removed != 0 {
+				t.Errorf("second Reconcile = %d, %d, %v; want nothing to do", added, removed, err)
+			}
+			// A held narrower prefix gives way to the wider one wanted.
+			if err := b.Remove(ctx, []netip.Prefix{pfx("203.0.0.0/16"), pfx("2001:db8::/32")}); err != nil {
+				t.Fatalf("Remove: %v", err)
+			}
+			mustAdd(t, b, Entry{pfx("203.0.113.0/24"), time.Hour}, Entry{pfx("2001:db8:1::/48"), time.Hour})
+			if _, _, err := Reconcile(ctx, b, want); err != nil {
+				t.Fatalf("Reconcile over the narrower prefixes: %v", err)
+			}
+			assertHolds(t, b, Entry{pfx("203.0.0.0/16"), time.Hour}, Entry{pfx("2001:db8::/32"), time.Hour})
+		}},
 		{"an overlapping prefix is refused alone, named", func(t *testing.T, b Backend) {
 			mustAdd(t, b, Entry{pfx("203.0.0.0/16"), time.Hour}, Entry{pfx("2001:db8:1::/48"), time.Hour})
 			err := b.Add(ctx, []Entry{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -24,7 +25,10 @@ type Checker interface {
 // ReconcileTolerance (counted in added), and removes strays. Entries with no
 // time left are treated as gone. Entries b refuses are skipped so that one bad
 // record cannot block a restore: the rest is applied and the returned error
-// wraps ErrRefused.
+// wraps ErrRefused. A prefix inside another wanted one is covered by it: only
+// the wider is kept, with the longer of their timeouts, since nftables'
+// interval sets refuse nested prefixes (see Backend.Add). Single addresses
+// are not folded into prefixes: they never conflict with them.
 func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int, err error) {
 	check := Limits{}.Check
 	if c, ok := b.(Checker); ok {
@@ -45,6 +49,7 @@ func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int
 			wanted[n.Prefix] = n.Timeout
 		}
 	}
+	coverNested(wanted)
 
 	have, err := b.List(ctx)
 	if err != nil {
@@ -79,4 +84,29 @@ func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int
 		return len(adds), len(strays), fmt.Errorf("reconcile: skipped %d entries: %w", len(refused), errors.Join(refused...))
 	}
 	return len(adds), len(strays), nil
+}
+
+// coverNested folds each prefix inside a wider wanted one into it, keeping
+// the longer timeout. Single addresses are left alone, so that an address
+// banned for long does not stretch the ban of a whole prefix.
+func coverNested(wanted map[netip.Prefix]time.Duration) {
+	var nets []netip.Prefix
+	for p := range wanted {
+		if !p.IsSingleIP() {
+			nets = append(nets, p)
+		}
+	}
+	// Widest first: a prefix's container is settled before it, and a
+	// prefix folded away is no longer found as a container.
+	slices.SortFunc(nets, func(a, b netip.Prefix) int { return a.Bits() - b.Bits() })
+	for _, p := range nets {
+		for bits := range p.Bits() {
+			q := netip.PrefixFrom(p.Addr(), bits).Masked()
+			if t, ok := wanted[q]; ok {
+				wanted[q] = max(t, wanted[p])
+				delete(wanted, p)
+				break
+			}
+		}
+	}
 }
