@@ -21,6 +21,13 @@ type DryRun struct {
 	until map[netip.Prefix]time.Time
 }
 
+// DryRun holds nothing in the kernel: of the optional abilities it only
+// checks entries.
+var (
+	_ Backend = (*DryRun)(nil)
+	_ Checker = (*DryRun)(nil)
+)
+
 // NewDryRun returns an empty DryRun backend.
 func NewDryRun(logger *slog.Logger, now func() time.Time, lim Limits) *DryRun {
 	return &DryRun{log: logger, now: now, lim: lim.withDefaults(), until: map[netip.Prefix]time.Time{}}

@@ -89,6 +89,15 @@ type NFT struct {
 	ensured bool
 }
 
+// NFT has every optional ability.
+var (
+	_ Backend     = (*NFT)(nil)
+	_ Checker     = (*NFT)(nil)
+	_ Ensurer     = (*NFT)(nil)
+	_ Watcher     = (*NFT)(nil)
+	_ Uninstaller = (*NFT)(nil)
+)
+
 // NewNFT prepares the backend without touching the kernel; call Ensure to
 // create the table.
 func NewNFT(opts NFTOptions) (*NFT, error) {

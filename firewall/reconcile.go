@@ -20,6 +20,29 @@ type Checker interface {
 	Check(Entry) (Entry, error)
 }
 
+// Ensurer is implemented by backends that keep state of their own in the
+// kernel (NFT's table, sets and chain). Ensure creates it, or repairs it
+// after someone else removed or changed it; it is idempotent, so it is
+// called before every Reconcile.
+type Ensurer interface {
+	Ensure(context.Context) error
+}
+
+// Watcher is implemented by backends that can tell when someone else may
+// have changed what they hold (NFT: a table, chain, set or rule deleted).
+// The channel signals, coalesced, that an Ensure and Reconcile are due,
+// and closes when ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context) <-chan struct{}
+}
+
+// Uninstaller is implemented by backends that can remove what they put in
+// the kernel, bans included (NFT deletes its table). Close, by contrast,
+// leaves the bans working.
+type Uninstaller interface {
+	Uninstall(context.Context) error
+}
+
 // Reconcile makes b hold exactly want: it adds what is missing with its
 // remaining time, refreshes elements whose time drifted by more than
 // ReconcileTolerance (counted in added), and removes strays. Entries with no

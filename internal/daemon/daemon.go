@@ -360,7 +360,7 @@ func (d *Daemon) restore(ctx context.Context) error {
 
 // resync makes the firewall hold exactly the active bans in state.
 func (d *Daemon) resync(ctx context.Context) (added, removed int, err error) {
-	if e, ok := d.fw.(interface{ Ensure(context.Context) error }); ok {
+	if e, ok := d.fw.(firewall.Ensurer); ok {
 		if err := e.Ensure(ctx); err != nil {
 			return 0, 0, fmt.Errorf("ensure firewall table: %w", err)
 		}
@@ -402,7 +402,7 @@ func Uninstall(ctx context.Context, configPath string, logger *slog.Logger) erro
 		return err
 	}
 	defer fw.Close()
-	u, ok := fw.(interface{ Uninstall(context.Context) error })
+	u, ok := fw.(firewall.Uninstaller)
 	if !ok {
 		return fmt.Errorf("firewall %q has nothing to uninstall", kind)
 	}

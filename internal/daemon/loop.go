@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"smtpban/firewall"
 	"smtpban/internal/config"
 	"smtpban/internal/metrics"
 	"smtpban/internal/source"
@@ -138,9 +139,7 @@ func (d *Daemon) housekeeping(ctx context.Context, resyncEvery time.Duration) er
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
 	var changed <-chan struct{}
-	if w, ok := d.fw.(interface {
-		Watch(context.Context) <-chan struct{}
-	}); ok {
+	if w, ok := d.fw.(firewall.Watcher); ok {
 		changed = w.Watch(ctx)
 	}
 	for {
