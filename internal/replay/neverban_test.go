@@ -52,6 +52,8 @@ func TestReplayNeverBansKeyedPrefix(t *testing.T) {
 	if text == testConfig {
 		t.Fatal("test config has no maxretry to key on")
 	}
+	// A key wider than the firewall adds is a config error.
+	text += "firewall \"nftables\" {\n  min_prefix_v6 = 16\n}\n"
 	path := filepath.Join(t.TempDir(), "smtpban.hcl")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
