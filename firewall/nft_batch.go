@@ -256,12 +256,12 @@ func (n *NFT) isolate(iso *isolation, gs []setGroup, err error) error {
 		if err := iso.ctx.Err(); err != nil {
 			return err
 		}
-		err := n.sendNow(half, iso.add)
-		if err == nil {
+		serr := n.sendNow(half, iso.add)
+		if serr == nil {
 			iso.landed = true
 			continue
 		}
-		if err := n.isolate(iso, half, err); err != nil {
+		if err := n.isolate(iso, half, serr); err != nil {
 			return err
 		}
 	}
