@@ -198,6 +198,69 @@ func TestContract(t *testing.T) {
 			}
 			assertHolds(t, b, good)
 		}},
+		{"reconcile keeps the wider of nested prefixes, with the longer time", func(t *testing.T, b Backend) {
+			want := []Entry{
+				{pfx("203.0.0.0/16"), 10 * time.Minute},
+				{pfx("203.0.113.0/24"), time.Hour},
+				{pfx("2001:db8::/32"), 5 * time.Minute},
+				{pfx("2001:db8:1::/48"), time.Hour},
+			}
+			if _, _, err := Reconcile(ctx, b, want); err != nil {
+				t.Fatalf("Reconcile: %v", err)
+			}
+			assertHolds(t, b, Entry{pfx("203.0.0.0/16"), time.Hour}, Entry{pfx("2001:db8::/32"), time.Hour})
+			if added, removed, err := Reconcile(ctx, b, want); err != nil || added != 0 || removed != 0 {
+				t.Errorf("second Reconcile = %d, %d, %v; want nothing to do", added, removed, err)
+			}
+			// A held narrower prefix gives way to the wider one wanted.
+			if err := b.Remove(ctx, []netip.Prefix{pfx("203.0.0.0/16"), pfx("2001:db8::/32")}); err != nil {
+				t.Fatalf("Remove: %v", err)
+			}
+			mustAdd(t, b, Entry{pfx("203.0.113.0/24"), time.Hour}, Entry{pfx("2001:db8:1::/48"), time.Hour})
+			if _, _, err := Reconcile(ctx, b, want); err != nil {
+				t.Fatalf("Reconcile over the narrower prefixes: %v", err)
+			}
+			assertHolds(t, b, Entry{pfx("203.0.0.0/16"), time.Hour}, Entry{pfx("2001:db8::/32"), time.Hour})
+		}},
+		{"an overlapping prefix is refused alone, named", func(t *testing.T, b Backend) {
+			mustAdd(t, b, Entry{pfx("203.0.0.0/16"), time.Hour}, Entry{pfx("2001:db8:1::/48"), time.Hour})
+			err := b.Add(ctx, []Entry{
+				{pfx("192.0.2.1/32"), time.Hour},
+				{pfx("203.0.113.0/24"), time.Hour}, // inside the held /16
+				{pfx("198.51.100.0/24"), time.Hour},
+				{pfx("203.0.113.7/32"), time.Hour}, // an address is no interval: kept apart
+				{pfx("2001:db8::/32"), time.Hour},  // around the held /48
+				{pfx("2001:db8:2::/48"), time.Hour},
+			})
+			if !errors.Is(err, ErrOverlap) || !strings.Contains(err.Error(), "203.0.113.0/24") || !strings.Contains(err.Error(), "2001:db8::/32") {
+				t.Errorf("Add = %v, want ErrOverlap naming 203.0.113.0/24 and 2001:db8::/32", err)
+			}
+			assertHolds(t, b,
+				Entry{pfx("203.0.0.0/16"), time.Hour},
+				Entry{pfx("2001:db8:1::/48"), time.Hour},
+				Entry{pfx("192.0.2.1/32"), time.Hour},
+				Entry{pfx("198.51.100.0/24"), time.Hour},
+				Entry{pfx("203.0.113.7/32"), time.Hour},
+				Entry{pfx("2001:db8:2::/48"), time.Hour},
+			)
+			// Nested in one batch: the first one given wins.
+			err = b.Add(ctx, []Entry{{pfx("10.1.0.0/16"), time.Hour}, {pfx("10.1.2.0/24"), time.Hour}})
+			if !errors.Is(err, ErrOverlap) || !strings.Contains(err.Error(), "10.1.2.0/24") {
+				t.Errorf("Add of nested prefixes = %v, want ErrOverlap naming 10.1.2.0/24", err)
+			}
+			// A prefix nested in a held one is absent: removing it is no error.
+			if err := b.Remove(ctx, []netip.Prefix{pfx("203.0.113.0/24"), pfx("192.0.2.1/32")}); err != nil {
+				t.Errorf("Remove of a prefix inside a held one: %v", err)
+			}
+			assertHolds(t, b,
+				Entry{pfx("203.0.0.0/16"), time.Hour},
+				Entry{pfx("2001:db8:1::/48"), time.Hour},
+				Entry{pfx("198.51.100.0/24"), time.Hour},
+				Entry{pfx("203.0.113.7/32"), time.Hour},
+				Entry{pfx("2001:db8:2::/48"), time.Hour},
+				Entry{pfx("10.1.0.0/16"), time.Hour},
+			)
+		}},
 		{"reconcile", func(t *testing.T, b Backend) {
 			mustAdd(t, b,
 				Entry{pfx("192.0.2.1/32"), time.Hour},    // kept as is

@@ -2,6 +2,8 @@ package firewall
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -19,6 +21,13 @@ type DryRun struct {
 	until map[netip.Prefix]time.Time
 }
 
+// DryRun holds nothing in the kernel: of the optional abilities it only
+// checks entries.
+var (
+	_ Backend = (*DryRun)(nil)
+	_ Checker = (*DryRun)(nil)
+)
+
 // NewDryRun returns an empty DryRun backend.
 func NewDryRun(logger *slog.Logger, now func() time.Time, lim Limits) *DryRun {
 	return &DryRun{log: logger, now: now, lim: lim.withDefaults(), until: map[netip.Prefix]time.Time{}}
@@ -27,7 +36,9 @@ func NewDryRun(logger *slog.Logger, now func() time.Time, lim Limits) *DryRun {
 // Check validates and normalizes e as Add would.
 func (d *DryRun) Check(e Entry) (Entry, error) { return d.lim.Check(e) }
 
-// Add records entries with their expiry, replacing any earlier expiry.
+// Add records entries with their expiry, replacing any earlier expiry. It
+// refuses overlapping prefixes as NFT does, so that what works on a dry run
+// works in the kernel.
 func (d *DryRun) Add(ctx context.Context, entries []Entry) error {
 	es, err := d.lim.checkAll(entries)
 	if err != nil {
@@ -36,11 +47,34 @@ func (d *DryRun) Add(ctx context.Context, entries []Entry) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
+	var refused []error
 	for _, e := range es {
+		if q, ok := d.overlapping(e.Prefix, now); ok {
+			refused = append(refused, fmt.Errorf("prefix %v: %w (%v)", e.Prefix, ErrOverlap, q))
+			continue
+		}
 		d.until[e.Prefix] = now.Add(e.Timeout)
 		d.log.Info("would ban", "prefix", e.Prefix, "timeout", e.Timeout)
 	}
+	if len(refused) > 0 {
+		return fmt.Errorf("add: %d of %d prefixes refused: %w", len(refused), len(es), errors.Join(refused...))
+	}
 	return nil
+}
+
+// overlapping returns an unexpired prefix other than p that is inside or
+// around it. Single addresses live in sets of their own in nftables, apart
+// from prefixes, so they overlap nothing.
+func (d *DryRun) overlapping(p netip.Prefix, now time.Time) (netip.Prefix, bool) {
+	if p.IsSingleIP() {
+		return netip.Prefix{}, false
+	}
+	for q, u := range d.until {
+		if q != p && !q.IsSingleIP() && q.Overlaps(p) && u.After(now) {
+			return q, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // Remove forgets prefixes; absent ones are ignored.

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -88,6 +89,15 @@ type NFT struct {
 	ensured bool
 }
 
+// NFT has every optional ability.
+var (
+	_ Backend     = (*NFT)(nil)
+	_ Checker     = (*NFT)(nil)
+	_ Ensurer     = (*NFT)(nil)
+	_ Watcher     = (*NFT)(nil)
+	_ Uninstaller = (*NFT)(nil)
+)
+
 // NewNFT prepares the backend without touching the kernel; call Ensure to
 // create the table.
 func NewNFT(opts NFTOptions) (*NFT, error) {
@@ -117,39 +127,46 @@ func (n *NFT) Close() error {
 	return nil
 }
 
-// Add inserts entries or resets their timeout to the one given.
+// Add inserts entries or resets their timeout to the one given. Prefixes
+// the kernel refuses one by one (ErrOverlap) are named in the error; the
+// rest goes in.
 func (n *NFT) Add(ctx context.Context, entries []Entry) error {
 	es, err := n.opts.Limits.checkAll(entries)
 	if err != nil {
 		return err
 	}
-	groups := map[string][][]nftables.SetElement{}
-	for _, e := range es {
-		s := setFor(e.Prefix)
-		groups[s] = append(groups[s], elements(e.Prefix, e.Timeout))
-	}
+	groups := groupsBySet(es)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.apply(ctx, groups, true); err != nil {
+	refused, err := n.apply(ctx, &groups, true)
+	if err != nil {
 		return advise(fmt.Sprintf("add %d elements to table inet %s", len(es), n.opts.Table), err)
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("add to table inet %s: %d of %d prefixes refused: %w", n.opts.Table, len(refused), len(es), errors.Join(refused...))
 	}
 	return nil
 }
 
 // Remove deletes prefixes; absent ones are not an error.
 func (n *NFT) Remove(ctx context.Context, prefixes []netip.Prefix) error {
-	groups := map[string][][]nftables.SetElement{}
-	for _, p := range prefixes {
+	es := make([]Entry, len(prefixes))
+	for i, p := range prefixes {
 		np, err := Normalize(p)
 		if err != nil {
 			return err
 		}
-		groups[setFor(np)] = append(groups[setFor(np)], elements(np, 0))
+		es[i] = Entry{Prefix: np}
 	}
+	groups := groupsBySet(es)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err := n.apply(ctx, groups, false); err != nil {
+	refused, err := n.apply(ctx, &groups, false)
+	if err != nil {
 		return advise(fmt.Sprintf("remove %d elements from table inet %s", len(prefixes), n.opts.Table), err)
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("remove from table inet %s: %d of %d prefixes failed: %w", n.opts.Table, len(refused), len(prefixes), errors.Join(refused...))
 	}
 	return nil
 }

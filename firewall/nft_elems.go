@@ -19,17 +19,18 @@ const (
 	setPorts  = "ports"
 )
 
-// setFor names the set an already normalized prefix belongs to.
-func setFor(p netip.Prefix) string {
+// setIndex is the index in elementSets of the set an already normalized
+// prefix belongs to.
+func setIndex(p netip.Prefix) int {
 	switch {
 	case p.Addr().Is4() && p.IsSingleIP():
-		return setAddrs4
+		return 0
 	case p.Addr().Is4():
-		return setNets4
+		return 2
 	case p.IsSingleIP():
-		return setAddrs6
+		return 1
 	default:
-		return setNets6
+		return 3
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 // about 13 ms to commit, a plain add well under one: new bans, the common
 // case, take this path. google/nftables has no exclusive element add, so
 // the message is built here and sent on a socket of our own.
-// It reports whether the elements went in.
+// It reports whether the elements went in; on a refusal from the kernel
+// the caller takes the slow path.
 func (n *NFT) addNew(set *nftables.Set, els []nftables.SetElement) (bool, error) {
 	if n.fast == nil {
 		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: n.opts.NetNS})
@@ -51,10 +52,13 @@ func (n *NFT) addNew(set *nftables.Set, els []nftables.SetElement) (bool, error)
 		return false, nil
 	}
 	var oe *netlink.OpError
-	if !errors.As(err, &oe) {
-		// Not the kernel's answer: the socket's state is unknown.
-		n.dropFast()
+	if errors.As(err, &oe) {
+		// Some other refusal: the slow path finds the element at fault,
+		// or fails the same way if it is the batch's.
+		return false, nil
 	}
+	// Not the kernel's answer: the socket's state is unknown.
+	n.dropFast()
 	return false, err
 }
 

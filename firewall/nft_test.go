@@ -2,10 +2,12 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +222,33 @@ func TestNFTLargeBatch(t *testing.T) {
 	}
 	if got := mustList(t, n); len(got) != 0 {
 		t.Fatalf("after Remove List has %d entries", len(got))
+	}
+}
+
+// TestNFTRefusedAmongMany puts prefixes the kernel refuses (nested in held
+// ones) amid a batch that spans several netlink messages: only they stay out.
+func TestNFTRefusedAmongMany(t *testing.T) {
+	t.Parallel()
+	ns := mustNetNS(t)
+	n := mustNFT(t, ns, NFTOptions{})
+	held := []Entry{{pfx("10.20.0.0/16"), time.Hour}, {pfx("2001:db8:ff00::/40"), time.Hour}}
+	mustAdd(t, n, held...)
+	bad := []Entry{{pfx("10.20.5.0/24"), time.Hour}, {pfx("2001:db8:ff12::/48"), time.Hour}}
+	var good []Entry
+	for i := range 3000 {
+		good = append(good, Entry{netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(i>>8), byte(i), 0}), 24), time.Hour})
+		good = append(good, Entry{netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48), time.Hour})
+	}
+	batch := slices.Concat(good[:2000], bad[:1], good[2000:4000], bad[1:], good[4000:])
+	start := time.Now()
+	err := n.Add(context.Background(), batch)
+	t.Logf("Add of %d with %d refused took %v", len(batch), len(bad), time.Since(start))
+	if !errors.Is(err, ErrOverlap) || !strings.Contains(err.Error(), "2 of 6002 prefixes refused") ||
+		!strings.Contains(err.Error(), "10.20.5.0/24") || !strings.Contains(err.Error(), "2001:db8:ff12::/48") {
+		t.Errorf("Add = %v, want ErrOverlap naming the 2 nested prefixes", err)
+	}
+	if got := mustList(t, n); len(got) != len(good)+len(held) {
+		t.Errorf("List has %d entries, want %d", len(got), len(good)+len(held))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -19,12 +20,38 @@ type Checker interface {
 	Check(Entry) (Entry, error)
 }
 
+// Ensurer is implemented by backends that keep state of their own in the
+// kernel (NFT's table, sets and chain). Ensure creates it, or repairs it
+// after someone else removed or changed it; it is idempotent, so it is
+// called before every Reconcile.
+type Ensurer interface {
+	Ensure(context.Context) error
+}
+
+// Watcher is implemented by backends that can tell when someone else may
+// have changed what they hold (NFT: a table, chain, set or rule deleted).
+// The channel signals, coalesced, that an Ensure and Reconcile are due,
+// and closes when ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context) <-chan struct{}
+}
+
+// Uninstaller is implemented by backends that can remove what they put in
+// the kernel, bans included (NFT deletes its table). Close, by contrast,
+// leaves the bans working.
+type Uninstaller interface {
+	Uninstall(context.Context) error
+}
+
 // Reconcile makes b hold exactly want: it adds what is missing with its
 // remaining time, refreshes elements whose time drifted by more than
 // ReconcileTolerance (counted in added), and removes strays. Entries with no
 // time left are treated as gone. Entries b refuses are skipped so that one bad
 // record cannot block a restore: the rest is applied and the returned error
-// wraps ErrRefused.
+// wraps ErrRefused. A prefix inside another wanted one is covered by it: only
+// the wider is kept, with the longer of their timeouts, since nftables'
+// interval sets refuse nested prefixes (see Backend.Add). Single addresses
+// are not folded into prefixes: they never conflict with them.
 func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int, err error) {
 	check := Limits{}.Check
 	if c, ok := b.(Checker); ok {
@@ -45,6 +72,7 @@ func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int
 			wanted[n.Prefix] = n.Timeout
 		}
 	}
+	coverNested(wanted)
 
 	have, err := b.List(ctx)
 	if err != nil {
@@ -79,4 +107,29 @@ func Reconcile(ctx context.Context, b Backend, want []Entry) (added, removed int
 		return len(adds), len(strays), fmt.Errorf("reconcile: skipped %d entries: %w", len(refused), errors.Join(refused...))
 	}
 	return len(adds), len(strays), nil
+}
+
+// coverNested folds each prefix inside a wider wanted one into it, keeping
+// the longer timeout. Single addresses are left alone, so that an address
+// banned for long does not stretch the ban of a whole prefix.
+func coverNested(wanted map[netip.Prefix]time.Duration) {
+	var nets []netip.Prefix
+	for p := range wanted {
+		if !p.IsSingleIP() {
+			nets = append(nets, p)
+		}
+	}
+	// Widest first: a prefix's container is settled before it, and a
+	// prefix folded away is no longer found as a container.
+	slices.SortFunc(nets, func(a, b netip.Prefix) int { return a.Bits() - b.Bits() })
+	for _, p := range nets {
+		for bits := range p.Bits() {
+			q := netip.PrefixFrom(p.Addr(), bits).Masked()
+			if t, ok := wanted[q]; ok {
+				wanted[q] = max(t, wanted[p])
+				delete(wanted, p)
+				break
+			}
+		}
+	}
 }

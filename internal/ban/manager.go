@@ -68,18 +68,6 @@ type Store interface {
 
 var _ Store = (*state.Store)(nil)
 
-// The firewall's optional abilities the manager uses.
-type (
-	watcher interface {
-		// Watch signals when someone else changed the ruleset.
-		Watch(context.Context) <-chan struct{}
-	}
-	ensurer interface {
-		// Ensure (re)builds the table and chain if they are missing.
-		Ensure(context.Context) error
-	}
-)
-
 // Options configure a Manager.
 type Options struct {
 	Store    Store
@@ -242,7 +230,7 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 	resync := time.NewTicker(orDefault(t.Resync, 10*time.Second))
 	defer resync.Stop()
 	var changed <-chan struct{}
-	if w, ok := m.fw.(watcher); ok {
+	if w, ok := m.fw.(firewall.Watcher); ok {
 		changed = w.Watch(ctx)
 	}
 	var ds []jails.Decision

@@ -185,3 +185,36 @@ func TestManualBanRefusals(t *testing.T) {
 		t.Errorf("bans %v, want only 203.0.0.0/16", got)
 	}
 }
+
+// TestManualPrefixTakesInnerPrefixes: a prefix banned by hand over prefix
+// bans inside it takes their place (a set cannot hold both) and keeps the
+// latest end; addresses inside it stay, in their own set.
+func TestManualPrefixTakesInnerPrefixes(t *testing.T) {
+	m, st, fw := testManager(t)
+	ctx := context.Background()
+	for _, p := range []string{"203.0.113.7/32", "203.0.113.0/24"} {
+		if _, err := m.Ban(ctx, netip.MustParsePrefix(p), "", 3*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := m.Ban(ctx, netip.MustParsePrefix("203.0.0.0/16"), "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := t0.Add(3 * time.Hour); !b.Until.Equal(want) {
+		t.Errorf("the /16 ends %s, want %s (the /24's end)", b.Until, want)
+	}
+	want := []string{"203.0.0.0/16", "203.0.113.7/32"}
+	if got := prefixes(t, st); !slices.Equal(got, want) {
+		t.Errorf("bans %v, want %v", got, want)
+	}
+	es, _ := fw.List(ctx)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Prefix.String())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("firewall %v, want %v", got, want)
+	}
+}

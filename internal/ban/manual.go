@@ -47,9 +47,29 @@ func (m *Manager) Ban(ctx context.Context, p netip.Prefix, jail string, d time.D
 	if by := m.covering(p, now, nil); by.IsValid() {
 		return state.Ban{}, fmt.Errorf("%w: %s is inside the active ban of %s", ErrRefused, p, by)
 	}
-	saved, err := m.put([]state.Ban{{Prefix: p, Jail: jail, Since: now, Until: now.Add(d), Origin: m.origin}})
+	// Prefix bans inside this one go: a set cannot hold a prefix and one
+	// inside it. The wider ban keeps the latest end. (Addresses live in
+	// sets of their own.)
+	until := now.Add(d)
+	var inner []netip.Prefix
+	if !p.IsSingleIP() {
+		within, err := m.store.BansWithin(p)
+		if err != nil {
+			return state.Ban{}, fmt.Errorf("list bans inside %s: %w", p, err)
+		}
+		for _, b := range within {
+			if !b.Prefix.IsSingleIP() && b.Until.After(now) {
+				inner = append(inner, b.Prefix)
+				until = later(until, b.Until)
+			}
+		}
+	}
+	saved, err := m.put([]state.Ban{{Prefix: p, Jail: jail, Since: now, Until: until, Origin: m.origin}})
 	if err != nil {
 		return state.Ban{}, fmt.Errorf("save ban: %w", err)
+	}
+	if len(inner) > 0 {
+		m.lift(ctx, inner)
 	}
 	m.apply(ctx, saved, now)
 	return saved[0], nil
@@ -234,7 +254,7 @@ func (m *Manager) Resync(ctx context.Context, why string) {
 }
 
 func (m *Manager) resync(ctx context.Context) (added, removed int, err error) {
-	if e, ok := m.fw.(ensurer); ok {
+	if e, ok := m.fw.(firewall.Ensurer); ok {
 		if err := e.Ensure(ctx); err != nil {
 			return 0, 0, fmt.Errorf("ensure firewall table: %w", err)
 		}

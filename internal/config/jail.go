@@ -221,9 +221,9 @@ func (l *loader) checkRefs() {
 	}
 }
 
-// checkKeys warns when a jail counts on a prefix wider than the firewall
-// will ever add: those bans would be refused. A widen prefix wider than
-// that is an error: widening is asked for, and would never work.
+// checkKeys refuses a jail that counts on a prefix wider than the firewall
+// will ever add, and a widen prefix wider than that: every such ban would be
+// refused, so the jail would count and never ban.
 func (l *loader) checkKeys() {
 	fw := l.cfg.Firewall
 	if fw.Kind != "nftables" {
@@ -232,7 +232,7 @@ func (l *loader) checkKeys() {
 	for _, d := range l.defs {
 		k := d.jail.Key
 		if k.V4Bits < fw.MinPrefixV4 || k.V6Bits < fw.MinPrefixV6 {
-			l.warnf(d.keyAt, "Key wider than the firewall allows", "jail %q counts on %s, but the firewall adds nothing wider than /%d (IPv4) and /%d (IPv6)", d.jail.Name, k, fw.MinPrefixV4, fw.MinPrefixV6)
+			l.errorf(d.keyAt, "Key wider than the firewall allows", "jail %q counts on %s, but the firewall adds nothing wider than /%d (IPv4) and /%d (IPv6)", d.jail.Name, k, fw.MinPrefixV4, fw.MinPrefixV6)
 		}
 		w := d.jail.Widen
 		if w.V4Bits > 0 && w.V4Bits < fw.MinPrefixV4 {

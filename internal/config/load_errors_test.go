@@ -140,7 +140,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "key wider than the firewall adds",
 			files: map[string]string{"smtpban.hcl": testSource + "jail \"a\" {\n  source = \"log\"\n  failregex = [\"<HOST>\"]\n  key = \"ip/8\"\n  programs = [\"p\"]\n}\n" +
 				"firewall \"nftables\" {\n  min_prefix_v4 = 16\n}\n"},
-			want: []string{"smtpban.hcl:5:9: warning: Key wider than the firewall allows"},
+			want: []string{`smtpban.hcl:5:9: Key wider than the firewall allows: jail "a" counts on`},
 		},
 		{
 			name: "widen wider than the firewall adds, and not wider than the key",

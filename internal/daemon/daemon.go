@@ -365,7 +365,7 @@ func Uninstall(ctx context.Context, configPath string, logger *slog.Logger) erro
 		return err
 	}
 	defer fw.Close()
-	u, ok := fw.(interface{ Uninstall(context.Context) error })
+	u, ok := fw.(firewall.Uninstaller)
 	if !ok {
 		return fmt.Errorf("firewall %q has nothing to uninstall", kind)
 	}

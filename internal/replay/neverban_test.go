@@ -48,12 +48,13 @@ func TestReplayNeverBans(t *testing.T) {
 // 2002::/16 for a public 6to4 address; that prefix holds IPv4 loopback
 // inside 6to4, so it is refused, while 2001::/16 is banned.
 func TestReplayNeverBansKeyedPrefix(t *testing.T) {
-	// A firewall that takes a /16, so that only neverban can refuse it.
-	text := strings.Replace(testConfig, "maxretry  = 3\n", "maxretry  = 3\n  key       = \"ip6/16\"\n", 1) +
-		"firewall \"nftables\" {\n  min_prefix_v6 = 16\n}\n"
+	text := strings.Replace(testConfig, "maxretry  = 3\n", "maxretry  = 3\n  key       = \"ip6/16\"\n", 1)
 	if text == testConfig {
 		t.Fatal("test config has no maxretry to key on")
 	}
+	// A key wider than the firewall adds is a config error: a firewall
+	// that takes a /16, so that only neverban can refuse one.
+	text += "firewall \"nftables\" {\n  min_prefix_v6 = 16\n}\n"
 	path := filepath.Join(t.TempDir(), "smtpban.hcl")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
