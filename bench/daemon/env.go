@@ -63,7 +63,8 @@ func newEnv(o options) (*env, error) {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	e := &env{o: o, dir: dir, logPath: filepath.Join(dir, "mail.log"), socket: filepath.Join(dir, "smtpband.sock"),
-		config: filepath.Join(dir, "smtpban.hcl"), ns: fmt.Sprintf("smtpban-bench-%d", os.Getpid()), banAt: map[string]time.Time{}, msgAt: map[string]time.Time{}, took: map[string]int64{}}
+		// The directory's name is unique: several runs may be up at once (burst).
+		config: filepath.Join(dir, "smtpban.hcl"), ns: filepath.Base(dir), banAt: map[string]time.Time{}, msgAt: map[string]time.Time{}, took: map[string]int64{}}
 	if err := exec.Command("cp", "-r", o.jails, filepath.Join(dir, "jails.d")).Run(); err != nil {
 		e.close()
 		return nil, fmt.Errorf("copy jails: %w", err)
