@@ -6,7 +6,7 @@
 # manager. Needs root (apt-get, network namespaces, nftables).
 # Not part of CI. See docs/benchmarks.md for the figures and what they mean.
 #
-#   bench/run.sh                      # defaults: about 17 minutes on 2 cores
+#   bench/run.sh                      # defaults: about 18 minutes on 2 cores
 #   N=200000 RUNS=3 bench/run.sh      # quicker
 #
 # Parameters (environment):
