@@ -2,10 +2,11 @@
 # bench/run.sh: smtpban side by side with grep, fail2ban-regex, sshguard's
 # parser and plain Go regex loops on one generated mail log, then the
 # daemon's ban latency beside fail2ban-server's and sshguard's, restart,
-# memory and CPU. Needs root (apt-get, network namespaces, nftables).
+# memory, CPU, and bans in a burst beside the daemon before the ban
+# manager. Needs root (apt-get, network namespaces, nftables).
 # Not part of CI. See docs/benchmarks.md for the figures and what they mean.
 #
-#   bench/run.sh                      # defaults: about 12 minutes on 2 cores
+#   bench/run.sh                      # defaults: about 18 minutes on 2 cores
 #   N=200000 RUNS=3 bench/run.sh      # quicker
 #
 # Parameters (environment):
@@ -22,6 +23,10 @@
 #   RESTORE   bans in state for the restart test (100000)
 #   MEM_ADDRS distinct addresses for the memory test (1000000)
 #   RATE SECS daemon CPU test: lines/s and seconds (5000, 30)
+#   BEFORE    commit whose smtpband the burst test runs beside this tree's
+#             (6458f39: the last before the ban manager; empty: this tree alone)
+#   BURST     distinct addresses in one burst (5000)
+#   BURSTS    bursts per build (20; the 6458f39 build takes ~7-17 s each)
 #   OUT       work directory (a new one under /tmp)
 set -euo pipefail
 
@@ -37,6 +42,9 @@ RESTORE=${RESTORE:-100000}
 MEM_ADDRS=${MEM_ADDRS:-1000000}
 RATE=${RATE:-5000}
 SECS=${SECS:-30}
+BEFORE=${BEFORE-6458f39}
+BURST=${BURST:-5000}
+BURSTS=${BURSTS:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/smtpban-bench.XXXXXX)}
 BIN=$OUT/bin
@@ -259,5 +267,16 @@ say "daemon: memory with $MEM_ADDRS distinct addresses"
 "$BIN/daemon" -bin "$BIN" -jails "$ROOT/configs/jails.d" -addrs "$MEM_ADDRS" memory
 say "daemon: CPU at $RATE lines/s for ${SECS}s"
 "$BIN/daemon" -bin "$BIN" -jails "$ROOT/configs/jails.d" -mixed "$LOG" -rate "$RATE" -secs "$SECS" cpu
+say "daemon: bans in a burst, this tree${BEFORE:+ beside $BEFORE}"
+# The earlier build comes from git archive, not a worktree: nothing is
+# left in the repository.
+before=()
+if [ -n "$BEFORE" ]; then
+	mkdir -p "$OUT/before-src" "$BIN/before"
+	git -C "$ROOT" archive "$BEFORE" | tar -x -C "$OUT/before-src"
+	(cd "$OUT/before-src" && go build -o "$BIN/before/" ./cmd/smtpband ./cmd/smtpban)
+	before=(-before "$BIN/before")
+fi
+"$BIN/daemon" -bin "$BIN" "${before[@]}" -jails "$ROOT/configs/jails.d" -bans "$BANS" -burst "$BURST" -bursts "$BURSTS" burst
 
 say "done; work files in $OUT"

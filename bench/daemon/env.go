@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,10 +64,17 @@ func newEnv(o options) (*env, error) {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	e := &env{o: o, dir: dir, logPath: filepath.Join(dir, "mail.log"), socket: filepath.Join(dir, "smtpband.sock"),
-		config: filepath.Join(dir, "smtpban.hcl"), ns: fmt.Sprintf("smtpban-bench-%d", os.Getpid()), banAt: map[string]time.Time{}, msgAt: map[string]time.Time{}, took: map[string]int64{}}
+		// The directory's name is unique: several runs may be up at once (burst).
+		config: filepath.Join(dir, "smtpban.hcl"), ns: filepath.Base(dir), banAt: map[string]time.Time{}, msgAt: map[string]time.Time{}, took: map[string]int64{}}
 	if err := exec.Command("cp", "-r", o.jails, filepath.Join(dir, "jails.d")).Run(); err != nil {
 		e.close()
 		return nil, fmt.Errorf("copy jails: %w", err)
+	}
+	if o.saslRetry > 0 {
+		if err := setSASLRetry(filepath.Join(dir, "jails.d", "postfix.hcl"), o.saslRetry); err != nil {
+			e.close()
+			return nil, err
+		}
 	}
 	cfg := fmt.Sprintf(`state_dir = %q
 socket    = %q
@@ -91,6 +99,26 @@ firewall "nftables" {
 	}
 	_ = exec.Command("ip", "netns", "exec", e.ns, "ip", "link", "set", "lo", "up").Run()
 	return e, nil
+}
+
+// setSASLRetry rewrites postfix-sasl's maxretry in the run's copy of
+// postfix.hcl.
+func setSASLRetry(path string, n int) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i := strings.Index(s, `jail "postfix-sasl" {`)
+	if i < 0 {
+		return fmt.Errorf("%s: no postfix-sasl jail", path)
+	}
+	m := regexp.MustCompile(`(?m)^(\s*maxretry\s*=\s*)\d+`).FindStringSubmatchIndex(s[i:])
+	if m == nil {
+		return fmt.Errorf("%s: postfix-sasl has no maxretry", path)
+	}
+	s = s[:i+m[3]] + strconv.Itoa(n) + s[i+m[1]:]
+	return os.WriteFile(path, []byte(s), 0o644)
 }
 
 // start runs smtpband in the namespace and returns when READY=1 arrives.
