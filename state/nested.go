@@ -82,3 +82,24 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
+
+// BanHistories returns BanHistory's count for each of ps, in one read
+// transaction: a burst of bans reads them all at once.
+func (s *Store) BanHistories(ps []netip.Prefix) (map[netip.Prefix]int, error) {
+	out := make(map[netip.Prefix]int, len(ps))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, p := range ps {
+			p = p.Masked()
+			h, err := getHistory(tx, prefixKey(p))
+			if err != nil {
+				return err
+			}
+			out[p] = h.count
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ban histories: %w", err)
+	}
+	return out, nil
+}

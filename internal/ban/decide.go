@@ -25,10 +25,18 @@ func (m *Manager) decide(ctx context.Context, ds []jails.Decision) ([]state.Ban,
 		return nil, nil
 	}
 	decided := m.now()
+	keys := make([]netip.Prefix, len(ds))
+	for i, d := range ds {
+		keys[i] = d.Key
+	}
+	history, err := m.store.BanHistories(keys)
+	if err != nil {
+		m.log.Error("read ban histories", keyErr, err)
+	}
 	var plans []*plan
 	byKey := map[netip.Prefix]*plan{}
 	for _, d := range ds {
-		m.planOne(d, decided, &plans, byKey)
+		m.planOne(d, decided, history, &plans, byKey)
 	}
 	if len(plans) == 0 {
 		return nil, nil
@@ -66,7 +74,7 @@ func (m *Manager) decide(ctx context.Context, ds []jails.Decision) ([]state.Ban,
 
 // planOne adds d's ban to plans, merges it into one planned for the same
 // key, or drops it (protected, covered, already over). The caller holds mu.
-func (m *Manager) planOne(d jails.Decision, now time.Time, plans *[]*plan, byKey map[netip.Prefix]*plan) {
+func (m *Manager) planOne(d jails.Decision, now time.Time, history map[netip.Prefix]int, plans *[]*plan, byKey map[netip.Prefix]*plan) {
 	j := d.Jail
 	if cur := m.policy.Jails[j.Name]; cur != nil {
 		j = cur // reloaded since it was decided
@@ -88,11 +96,14 @@ func (m *Manager) planOne(d jails.Decision, now time.Time, plans *[]*plan, byKey
 		return
 	}
 	key, inner, innerPlans := m.widen(j, d.Key, d.Addr, now, *plans)
-	prior, _, err := m.store.BanHistory(key)
-	if err != nil {
-		m.log.Error("read ban history", keyAddr, key, keyErr, err)
+	prior, ok := history[key]
+	if !ok { // a widened key: not read with the batch
+		var err error
+		if prior, _, err = m.store.BanHistory(key); err != nil {
+			m.log.Error("read ban history", keyAddr, key, keyErr, err)
+		}
 	}
-	if cur, ok, err := m.store.Ban(key); err == nil && ok && cur.Until.After(now) && !d.Time.After(cur.Since) && prior > 0 {
+	if cur, ok := m.held.active(key, now); ok && !d.Time.After(cur.since) && prior > 0 {
 		// Banned already, for failures no newer than the ban: lines that
 		// were on their way when it came, or the tipping line read again
 		// after a crash. The same offence at the same step: escalating
@@ -154,15 +165,7 @@ func (m *Manager) covering(key netip.Prefix, now time.Time, plans []*plan) netip
 			return b
 		}
 	}
-	b, ok, err := m.store.Covering(key, 0)
-	if err != nil {
-		m.log.Error("look for a covering ban", keyAddr, key, keyErr, err)
-		return netip.Prefix{}
-	}
-	if ok && b.Until.After(now) {
-		return b.Prefix
-	}
-	return netip.Prefix{}
+	return m.held.covering(key, now)
 }
 
 // widen returns the prefix a ban of key becomes under j's widen rule,
@@ -254,7 +257,9 @@ func (m *Manager) lift(ctx context.Context, ps []netip.Prefix) {
 	for _, p := range ps {
 		if _, _, err := m.store.DeleteBan(p); err != nil {
 			m.log.Error("lift covered ban", keyAddr, p, keyErr, err)
+			continue
 		}
+		m.held.drop(p)
 	}
 	if err := m.fw.Remove(ctx, ps); err != nil {
 		m.log.Error("remove covered bans from the firewall", "bans", len(ps), keyErr, fmt.Errorf("remove: %w", err))

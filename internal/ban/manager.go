@@ -56,6 +56,7 @@ type Store interface {
 	PutBans([]state.Ban) ([]state.Ban, error)
 	Ban(netip.Prefix) (state.Ban, bool, error)
 	BanHistory(netip.Prefix) (int, time.Time, error)
+	BanHistories([]netip.Prefix) (map[netip.Prefix]int, error)
 	Covering(p netip.Prefix, minBits int) (state.Ban, bool, error)
 	BansWithin(netip.Prefix) ([]state.Ban, error)
 	DeleteBan(netip.Prefix) (state.Ban, bool, error)
@@ -125,6 +126,7 @@ type Manager struct {
 	allow   map[netip.Prefix]time.Time // zero time: for good
 	pending []jails.Decision
 	banned  map[string]uint64 // bans made per jail since start
+	held    *held             // the bans in state, for lookups without a transaction
 	// putFault, when set (tests), stands in for Store.PutBans: a disk
 	// that is full or read-only on demand.
 	putFault func([]state.Ban) ([]state.Ban, error)
@@ -138,6 +140,7 @@ func New(o Options) *Manager {
 		queue:  make(chan batch, queueLen),
 		allow:  map[netip.Prefix]time.Time{},
 		banned: map[string]uint64{},
+		held:   newHeld(),
 		policy: Policy{Global: jails.NewIgnoreList()},
 	}
 	if m.log == nil {
@@ -379,6 +382,7 @@ func (m *Manager) apply(ctx context.Context, saved []state.Ban, decided time.Tim
 	}
 	took := m.now().Sub(decided)
 	for _, b := range saved {
+		m.held.put(b)
 		m.met.Ban(b.Jail, b.Origin, took)
 		m.banned[b.Jail]++
 		m.log.Info("ban", keyJail, b.Jail, keyAddr, b.Prefix, keyFailures, b.Failures,

@@ -121,6 +121,7 @@ func (m *Manager) unban(ctx context.Context, match func(state.Ban) bool) ([]stat
 		if _, _, err := m.store.DeleteBan(b.Prefix); err != nil {
 			return lifted, fmt.Errorf("delete ban %s: %w", b.Prefix, err)
 		}
+		m.held.drop(b.Prefix)
 		lifted = append(lifted, b)
 		prefixes = append(prefixes, b.Prefix)
 	}
@@ -209,6 +210,7 @@ func (m *Manager) Sweep() {
 		return
 	}
 	for _, b := range gone {
+		m.held.drop(b.Prefix)
 		m.met.Expired(b.Jail, b.Origin)
 		m.log.Info("ban expired", keyJail, b.Jail, keyAddr, b.Prefix, keyFailures, b.Failures,
 			keyUntil, b.Until.UTC().Format(time.RFC3339), keyOrigin, b.Origin)
@@ -263,6 +265,8 @@ func (m *Manager) resync(ctx context.Context) (added, removed int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("list bans: %w", err)
 	}
+	// State is the truth: the view follows it at every resync.
+	m.held.load(bans)
 	now := m.now()
 	want := make([]firewall.Entry, 0, len(bans))
 	for _, b := range bans {

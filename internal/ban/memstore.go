@@ -70,6 +70,15 @@ func (s *MemStore) BanHistory(p netip.Prefix) (int, time.Time, error) {
 	return s.history[p], s.last[p], nil
 }
 
+// BanHistories returns BanHistory's count for each of ps.
+func (s *MemStore) BanHistories(ps []netip.Prefix) (map[netip.Prefix]int, error) {
+	out := make(map[netip.Prefix]int, len(ps))
+	for _, p := range ps {
+		out[p.Masked()] = s.history[p.Masked()]
+	}
+	return out, nil
+}
+
 // Covering returns the ban on the longest prefix strictly containing p,
 // at least minBits long.
 func (s *MemStore) Covering(p netip.Prefix, minBits int) (state.Ban, bool, error) {
