@@ -408,14 +408,20 @@ func (t *windowTable[K]) fix(i int) {
 	}
 }
 
+// less and swap index the slab themselves: in generic code, each call
+// to slot on the heap's path would load and check a dictionary.
 func (t *windowTable[K]) less(i, j int) bool {
-	return t.deadline(t.slot(t.heap[i])) < t.deadline(t.slot(t.heap[j]))
+	a, b := t.heap[i], t.heap[j]
+	wa := &t.slab[a>>slabBits][a&(slabSize-1)]
+	wb := &t.slab[b>>slabBits][b&(slabSize-1)]
+	return wa.t+t.span[wa.jail] < wb.t+t.span[wb.jail]
 }
 
 func (t *windowTable[K]) swap(i, j int) {
-	t.heap[i], t.heap[j] = t.heap[j], t.heap[i]
-	t.slot(t.heap[i]).heapIdx = int32(i)
-	t.slot(t.heap[j]).heapIdx = int32(j)
+	a, b := t.heap[j], t.heap[i]
+	t.heap[i], t.heap[j] = a, b
+	t.slab[a>>slabBits][a&(slabSize-1)].heapIdx = int32(i)
+	t.slab[b>>slabBits][b&(slabSize-1)].heapIdx = int32(j)
 }
 
 func (t *windowTable[K]) up(i int) {
