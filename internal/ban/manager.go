@@ -127,9 +127,6 @@ type Manager struct {
 	pending []jails.Decision
 	banned  map[string]uint64 // bans made per jail since start
 	held    *held             // the bans in state, for lookups without a transaction
-	// putFault, when set (tests), stands in for Store.PutBans: a disk
-	// that is full or read-only on demand.
-	putFault func([]state.Ban) ([]state.Ban, error)
 }
 
 // New returns a manager; nothing runs before Run.
@@ -354,11 +351,7 @@ func (m *Manager) check(p netip.Prefix, d time.Duration) error {
 
 // put saves bans in one transaction.
 func (m *Manager) put(bans []state.Ban) ([]state.Ban, error) {
-	put := m.store.PutBans
-	if m.putFault != nil {
-		put = m.putFault
-	}
-	saved, err := put(bans)
+	saved, err := m.store.PutBans(bans)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNotSaved, err)
 	}
