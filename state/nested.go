@@ -41,38 +41,6 @@ func (s *Store) BansWithin(w netip.Prefix) ([]Ban, error) {
 	return out, nil
 }
 
-// Covering returns the stored ban on the longest prefix that strictly
-// contains p and is at least minBits long, if any (expired but not yet
-// swept included: the caller compares Until).
-func (s *Store) Covering(p netip.Prefix, minBits int) (Ban, bool, error) {
-	p = p.Masked()
-	var (
-		out   Ban
-		found bool
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		bans := tx.Bucket(bucketBans)
-		for bits := p.Bits() - 1; bits >= max(minBits, 0); bits-- {
-			q, err := p.Addr().Prefix(bits)
-			if err != nil {
-				return err
-			}
-			v := bans.Get(prefixKey(q))
-			if v == nil {
-				continue
-			}
-			out, err = decodeBan(v)
-			found = err == nil
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return Ban{}, false, fmt.Errorf("ban covering %s: %w", p, err)
-	}
-	return out, found, nil
-}
-
 // lastAddr is the highest address in masked prefix p.
 func lastAddr(p netip.Prefix) netip.Addr {
 	b := p.Addr().AsSlice()

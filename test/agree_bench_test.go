@@ -2,7 +2,6 @@ package test
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -30,25 +29,7 @@ func TestDaemonAndReplayAgreeOnBenchLog(t *testing.T) {
 		t.Fatalf("gen: %v\n%s", err, out)
 	}
 	logPath := filepath.Join(dir, "mail.log")
-	appendLines(t, logPath, "Nov 24 00:00:00 mx1 postfix/master[1]: daemon started")
-	if err := os.MkdirAll(filepath.Join(dir, "jails.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"postfix.hcl", "dovecot.hcl"} {
-		b, err := os.ReadFile(filepath.Join("..", "configs", "jails.d", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeText(t, filepath.Join(dir, "jails.d", f), strings.ReplaceAll(string(b), "enabled  = false", "enabled  = true"))
-	}
-	config := filepath.Join(dir, "smtpban.hcl")
-	writeText(t, config, fmt.Sprintf(`
-state_dir = %q
-socket    = %q
-include   = ["jails.d/*.hcl"]
-source "file" "mail" { path = %q }
-firewall "dryrun" {}
-`, filepath.Join(dir, "state"), filepath.Join(dir, "smtpband.sock"), logPath))
+	config := writeAllJailsConfig(t, dir, logPath)
 	d := startDaemon(t, config, filepath.Join(dir, "smtpband.sock"))
 	waitSourcesOpen(t, d)
 	b, err := os.ReadFile(gen)

@@ -23,25 +23,7 @@ func TestDaemonAndReplayAgree(t *testing.T) {
 	quickExit(t)
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "mail.log")
-	appendLines(t, logPath, "Nov 24 00:00:00 mx1 postfix/master[1]: daemon started")
-	if err := os.MkdirAll(filepath.Join(dir, "jails.d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"postfix.hcl", "dovecot.hcl"} {
-		b, err := os.ReadFile(filepath.Join("..", "configs", "jails.d", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeText(t, filepath.Join(dir, "jails.d", f), strings.ReplaceAll(string(b), "enabled  = false", "enabled  = true"))
-	}
-	config := filepath.Join(dir, "smtpban.hcl")
-	writeText(t, config, fmt.Sprintf(`
-state_dir = %q
-socket    = %q
-include   = ["jails.d/*.hcl"]
-source "file" "mail" { path = %q }
-firewall "dryrun" {}
-`, filepath.Join(dir, "state"), filepath.Join(dir, "smtpband.sock"), logPath))
+	config := writeAllJailsConfig(t, dir, logPath)
 	d := startDaemon(t, config, filepath.Join(dir, "smtpband.sock"))
 	waitSourcesOpen(t, d)
 
@@ -148,4 +130,31 @@ firewall "dryrun" {}
 			t.Errorf("jail %s: the daemon counted %d failures, replay %d", j.Name, j.TotalFailures, replayHits[j.Name])
 		}
 	}
+}
+
+// writeAllJailsConfig writes, in dir, a config over the shipped Postfix and
+// Dovecot jails with every one of them enabled, reading logPath (created
+// with one line) and banning on the dry-run firewall, and returns its path.
+func writeAllJailsConfig(t *testing.T, dir, logPath string) string {
+	t.Helper()
+	appendLines(t, logPath, "Nov 24 00:00:00 mx1 postfix/master[1]: daemon started")
+	if err := os.MkdirAll(filepath.Join(dir, "jails.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"postfix.hcl", "dovecot.hcl"} {
+		b, err := os.ReadFile(filepath.Join("..", "configs", "jails.d", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeText(t, filepath.Join(dir, "jails.d", f), strings.ReplaceAll(string(b), "enabled  = false", "enabled  = true"))
+	}
+	config := filepath.Join(dir, "smtpban.hcl")
+	writeText(t, config, fmt.Sprintf(`
+state_dir = %q
+socket    = %q
+include   = ["jails.d/*.hcl"]
+source "file" "mail" { path = %q }
+firewall "dryrun" {}
+`, filepath.Join(dir, "state"), filepath.Join(dir, "smtpband.sock"), logPath))
+	return config
 }

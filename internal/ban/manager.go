@@ -54,10 +54,8 @@ var errNotSaved = errors.New("bans not saved")
 // replay.
 type Store interface {
 	PutBans([]state.Ban) ([]state.Ban, error)
-	Ban(netip.Prefix) (state.Ban, bool, error)
 	BanHistory(netip.Prefix) (int, time.Time, error)
 	BanHistories([]netip.Prefix) (map[netip.Prefix]int, error)
-	Covering(p netip.Prefix, minBits int) (state.Ban, bool, error)
 	BansWithin(netip.Prefix) ([]state.Ban, error)
 	DeleteBan(netip.Prefix) (state.Ban, bool, error)
 	Bans() ([]state.Ban, error)
@@ -251,12 +249,7 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 					more = false
 				}
 			}
-			m.mu.Lock()
-			if _, err := m.decide(ctx, ds); err != nil && !errors.Is(err, errNotSaved) {
-				m.log.Error("bans", keyErr, err)
-			}
-			m.mu.Unlock()
-			m.done.Store(seq)
+			m.make(ctx, ds, seq)
 			clear(ds)
 		case <-sweep.C:
 			m.Sweep()
@@ -283,16 +276,21 @@ func (m *Manager) Drain() {
 	for {
 		select {
 		case b := <-m.queue:
-			m.mu.Lock()
-			if _, err := m.decide(ctx, b.ds); err != nil && !errors.Is(err, errNotSaved) {
-				m.log.Error("bans", keyErr, err)
-			}
-			m.mu.Unlock()
-			m.done.Store(b.seq)
+			m.make(ctx, b.ds, b.seq)
 		default:
 			return
 		}
 	}
+}
+
+// make makes the bans of queued batches numbered up to seq.
+func (m *Manager) make(ctx context.Context, ds []jails.Decision, seq uint64) {
+	m.mu.Lock()
+	if _, err := m.decide(ctx, ds); err != nil && !errors.Is(err, errNotSaved) {
+		m.log.Error("bans", keyErr, err)
+	}
+	m.mu.Unlock()
+	m.done.Store(seq)
 }
 
 func orDefault(d, def time.Duration) time.Duration {

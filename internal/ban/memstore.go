@@ -58,12 +58,6 @@ func (s *MemStore) PutBans(bans []state.Ban) ([]state.Ban, error) {
 	return out, nil
 }
 
-// Ban returns the ban on p.
-func (s *MemStore) Ban(p netip.Prefix) (state.Ban, bool, error) {
-	b, ok := s.bans[p.Masked()]
-	return b, ok, nil
-}
-
 // BanHistory returns how often p was banned and the latest Since.
 func (s *MemStore) BanHistory(p netip.Prefix) (int, time.Time, error) {
 	p = p.Masked()
@@ -77,19 +71,6 @@ func (s *MemStore) BanHistories(ps []netip.Prefix) (map[netip.Prefix]int, error)
 		out[p.Masked()] = s.history[p.Masked()]
 	}
 	return out, nil
-}
-
-// Covering returns the ban on the longest prefix strictly containing p,
-// at least minBits long.
-func (s *MemStore) Covering(p netip.Prefix, minBits int) (state.Ban, bool, error) {
-	p = p.Masked()
-	for bits := p.Bits() - 1; bits >= max(minBits, 0); bits-- {
-		q, _ := p.Addr().Prefix(bits)
-		if b, ok := s.bans[q]; ok {
-			return b, true, nil
-		}
-	}
-	return state.Ban{}, false, nil
 }
 
 // BansWithin returns the bans on prefixes strictly inside w.

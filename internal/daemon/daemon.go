@@ -29,13 +29,8 @@ import (
 
 // Log attribute keys, one spelling everywhere.
 const (
-	keyJail     = "jail"
-	keyAddr     = "addr"
-	keyUntil    = "until"
-	keyFailures = "failures"
-	keyOrigin   = "origin"
-	keySource   = "source"
-	keyErr      = "err"
+	keySource = "source"
+	keyErr    = "err"
 )
 
 // Options configure a Daemon. Zero values are filled with real defaults.

@@ -100,7 +100,7 @@ func (d *Daemon) keepOpenedPositions() {
 		if d.positions[s.src.Name()] != nil {
 			continue
 		}
-		if o, ok := s.src.(source.Opener); ok && s.kind == "file" {
+		if o, ok := s.src.(source.Opener); ok {
 			if p := o.Opened(); p != nil {
 				d.positions[s.src.Name()] = p
 			}

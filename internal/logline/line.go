@@ -8,6 +8,7 @@
 package logline
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"time"
@@ -253,17 +254,8 @@ func Clean(s string) string {
 // CleanBytes is Clean for a line read into a buffer: it returns a string
 // that owns its memory.
 func CleanBytes(b []byte) string {
-	if utf8.Valid(b) && !containsNUL(b) {
+	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
 		return string(b)
 	}
 	return Clean(string(b))
-}
-
-func containsNUL(b []byte) bool {
-	for _, c := range b {
-		if c == 0 {
-			return true
-		}
-	}
-	return false
 }
