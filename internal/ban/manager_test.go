@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,16 +21,25 @@ import (
 // is full or read-only).
 type countingStore struct {
 	*MemStore
+	mu   sync.Mutex // Run's goroutine and the test
 	puts int
 	fail error
 }
 
 func (s *countingStore) PutBans(bs []state.Ban) ([]state.Ban, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.puts++
 	if s.fail != nil {
 		return nil, s.fail
 	}
 	return s.MemStore.PutBans(bs)
+}
+
+func (s *countingStore) setFail(err error) {
+	s.mu.Lock()
+	s.fail = err
+	s.mu.Unlock()
 }
 
 // countingFW counts firewall batches.
@@ -136,7 +146,7 @@ func TestDecideProtectsAndNests(t *testing.T) {
 // applied (durable first), and saved and applied once it can.
 func TestPendingWhileStateUnwritable(t *testing.T) {
 	m, st, fw := testManager(t)
-	st.fail = fmt.Errorf("write page: %w", syscall.ENOSPC)
+	st.setFail(fmt.Errorf("write page: %w", syscall.ENOSPC))
 	if _, err := m.Decide(context.Background(), []jails.Decision{dec(m, "203.0.113.9"), dec(m, "203.0.113.10")}); !errors.Is(err, errNotSaved) {
 		t.Fatalf("Decide: %v, want errNotSaved", err)
 	}
@@ -150,7 +160,7 @@ func TestPendingWhileStateUnwritable(t *testing.T) {
 	if n := m.Pending(); n != 2 {
 		t.Fatalf("%d pending after a failed retry, want 2", n)
 	}
-	st.fail = nil
+	st.setFail(nil)
 	m.retryPending(context.Background())
 	if n := m.Pending(); n != 0 {
 		t.Errorf("%d pending after the disk came back, want 0", n)
@@ -216,5 +226,43 @@ func TestManualPrefixTakesInnerPrefixes(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
 		t.Errorf("firewall %v, want %v", got, want)
+	}
+}
+
+// TestRunRetriesUnsavedBans: the running manager takes bans submitted
+// while state refuses writes, keeps them, and makes them on its own retry
+// timer once state is writable; Wait then reports them done.
+func TestRunRetriesUnsavedBans(t *testing.T) {
+	m, st, fw := testManager(t)
+	st.setFail(fmt.Errorf("write page: %w", syscall.EROFS))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, Timers{Retry: 5 * time.Millisecond, Sweep: time.Hour, Resync: time.Hour}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	m.Submit(1, []jails.Decision{dec(m, "203.0.113.20")})
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := m.Wait(wctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Pending(); n != 1 {
+		t.Fatalf("%d pending while state refuses writes, want 1", n)
+	}
+	st.setFail(nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Pending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the kept ban was never retried")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	es, _ := fw.List(context.Background())
+	if len(es) != 1 || es[0].Prefix != netip.MustParsePrefix("203.0.113.20/32") {
+		t.Errorf("firewall holds %v, want the retried ban", es)
 	}
 }
