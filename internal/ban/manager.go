@@ -219,7 +219,9 @@ type Timers struct {
 
 // Run makes the bans of submitted batches until ctx is done. Batches that
 // queued up while it was busy are made together: one state transaction,
-// one firewall batch. Between batches it sweeps, retries and resyncs.
+// one firewall batch, up to chunkLen bans, and newcomers do not wait
+// behind a burst (see backlog). Between batches it sweeps, retries and
+// resyncs.
 func (m *Manager) Run(ctx context.Context, t Timers) error {
 	sweep := time.NewTicker(orDefault(t.Sweep, 10*time.Second))
 	defer sweep.Stop()
@@ -231,26 +233,22 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 	if w, ok := m.fw.(firewall.Watcher); ok {
 		changed = w.Watch(ctx)
 	}
-	var ds []jails.Decision
+	var bl backlog
 	for {
 		select {
 		case <-ctx.Done():
-			m.Drain()
+			m.drain(&bl)
 			return nil
 		case b := <-m.queue:
-			ds = append(ds[:0], b.ds...)
-			seq := b.seq
-			for more := true; more; {
-				select {
-				case b := <-m.queue:
-					ds = append(ds, b.ds...)
-					seq = max(seq, b.seq)
-				default:
-					more = false
+			bl.push(b)
+			for ctx.Err() == nil {
+				m.takeQueued(&bl)
+				ds := bl.take(chunkLen)
+				if ds == nil {
+					break
 				}
+				m.make(ctx, ds, bl.made)
 			}
-			m.make(ctx, ds, seq)
-			clear(ds)
 		case <-sweep.C:
 			m.Sweep()
 		case <-retry.C:
@@ -271,19 +269,31 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 // checkpoint can save the positions of the lines that decided them; the
 // firewall gets a few seconds.
 func (m *Manager) Drain() {
+	m.drain(&backlog{})
+}
+
+func (m *Manager) drain(bl *backlog) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	m.takeQueued(bl)
+	for ds := bl.take(bl.n); ds != nil; ds = bl.take(bl.n) {
+		m.make(ctx, ds, bl.made)
+	}
+}
+
+// takeQueued moves the batches queued for the manager into its backlog.
+func (m *Manager) takeQueued(bl *backlog) {
 	for {
 		select {
 		case b := <-m.queue:
-			m.make(ctx, b.ds, b.seq)
+			bl.push(b)
 		default:
 			return
 		}
 	}
 }
 
-// make makes the bans of queued batches numbered up to seq.
+// make makes the bans ds; then every batch numbered up to seq is made.
 func (m *Manager) make(ctx context.Context, ds []jails.Decision, seq uint64) {
 	m.mu.Lock()
 	if _, err := m.decide(ctx, ds); err != nil && !errors.Is(err, errNotSaved) {
