@@ -102,6 +102,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, boltOpenError(err, opts.Timeout))
 	}
+	// With the larger mapping bbolt would grow the file 16 MiB at a time
+	// (sparse, but that is what ls and a backup see): 1 MiB steps.
+	db.AllocSize = 1 << 20
 	s := &Store{db: db, log: log, path: path}
 	if err := s.init(); err != nil {
 		_ = db.Close()
