@@ -25,22 +25,40 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, errUsage) {
+			os.Exit(2) // flag and usage have said it all
+		}
 		fmt.Fprintln(os.Stderr, "smtpband:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("smtpband", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // printed below: -h to stdout, mistakes to stderr
 	cfgPath := fs.String("config", config.DefaultPath, "config file")
 	dryRun := fs.Bool("dry-run", false, "log what would be banned; touch no firewall")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	uninstall := fs.Bool("uninstall", false, "remove smtpban's nftables table and exit")
+	testOnly := fs.Bool("t", false, "test the config and exit (0: it is valid); systemd runs it before starting")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout, fs)
+			return nil
+		}
+		usage(stderr, fs)
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "smtpband takes no arguments, got %q\n", fs.Arg(0))
+		usage(stderr, fs)
+		return errUsage
+	}
+	if *testOnly {
+		return testConfig(stdout, *cfgPath)
 	}
 	logger, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -49,16 +67,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *uninstall {
 		return daemon.Uninstall(ctx, *cfgPath, logger)
 	}
+	watchdog, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		logger.Warn("systemd watchdog not used", "err", err)
+	}
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: *cfgPath,
 		Logger:     logger,
 		Version:    version,
 		DryRun:     *dryRun,
-		Ready: func() {
-			if _, err := sdnotify.Notify("READY=1"); err != nil {
+		Notify: func(state string) {
+			if _, err := sdnotify.Notify(state); err != nil {
 				logger.Warn("sd_notify", "err", err)
 			}
 		},
+		// Half of WatchdogSec=, as sd_watchdog_enabled(3) advises.
+		WatchdogEvery: watchdog / 2,
 	})
 	if err != nil {
 		var diags config.Diagnostics
@@ -69,6 +93,29 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	go reloadOnHUP(ctx, d, logger)
 	return d.Run(ctx)
+}
+
+// errUsage: the flags were wrong; flag has said which.
+var errUsage = errors.New("bad flags")
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: smtpband [flags]\n\nThe smtpban daemon: follows the mail logs, bans in nftables. Control it with smtpban(1).\n\nflags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// testConfig is -t: load the config as the daemon would and say whether
+// it can start on it.
+func testConfig(stdout io.Writer, path string) error {
+	cfg, diags := config.Load(path)
+	if diags.HasErrors() {
+		return fmt.Errorf("config has errors:\n%s", diags.Error())
+	}
+	for _, dg := range diags {
+		fmt.Fprintln(stdout, dg.String())
+	}
+	fmt.Fprintf(stdout, "config %s is valid: %d jails, %d sources\n", path, len(cfg.Jails), len(cfg.Sources))
+	return nil
 }
 
 func reloadOnHUP(ctx context.Context, d *daemon.Daemon, logger *slog.Logger) {

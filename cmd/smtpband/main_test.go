@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -55,3 +58,51 @@ func TestNewLogger(t *testing.T) {
 		})
 	}
 }
+
+// TestFlags: -h prints the flags to stdout and succeeds; a wrong flag
+// prints them to stderr and is a usage error; -t tests a config and
+// exits, valid or not, without starting anything.
+func TestFlags(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.hcl"
+	if err := os.WriteFile(bad, []byte("jail \"x\" {\n  maxretry = \"many\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name              string
+		args              []string
+		wantErr           error // nil: success; errAny: some error
+		stdout, stderr    string
+		notStdout, noErrs bool
+	}{
+		{name: "help", args: []string{"-h"}, stdout: "usage: smtpband [flags]", noErrs: true},
+		{name: "help long", args: []string{"--help"}, stdout: "-t\ttest the config", noErrs: true},
+		{name: "unknown flag", args: []string{"-bogus"}, wantErr: errUsage, stderr: "usage: smtpband [flags]", notStdout: true},
+		{name: "argument", args: []string{"start"}, wantErr: errUsage, stderr: `takes no arguments, got "start"`, notStdout: true},
+		{name: "test shipped config", args: []string{"-t", "-config", "../../configs/smtpban.hcl"}, stdout: "config ../../configs/smtpban.hcl is valid: ", noErrs: true},
+		{name: "test bad config", args: []string{"-t", "-config", bad}, wantErr: errAny, notStdout: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			err := run(context.Background(), tt.args, &out, &errb)
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("run(%q) = %v", tt.args, err)
+			case tt.wantErr == errAny && err == nil, tt.wantErr == errUsage && !errors.Is(err, errUsage):
+				t.Fatalf("run(%q) = %v, want %v", tt.args, err, tt.wantErr)
+			}
+			if !strings.Contains(out.String(), tt.stdout) {
+				t.Errorf("stdout = %q, want %q in it", out.String(), tt.stdout)
+			}
+			if tt.notStdout && out.Len() > 0 {
+				t.Errorf("stdout = %q, want nothing", out.String())
+			}
+			if !strings.Contains(errb.String(), tt.stderr) || (tt.noErrs && errb.Len() > 0) {
+				t.Errorf("stderr = %q, want %q", errb.String(), tt.stderr)
+			}
+		})
+	}
+}
+
+var errAny = errors.New("any error")

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -44,6 +45,12 @@ type Options struct {
 	LocalAddrs func() ([]netip.Addr, error)
 	// Ready is called once the bans are restored and sources started.
 	Ready func()
+	// Notify, if set, is given sd_notify(3) messages: STATUS= with
+	// READY=1 and WATCHDOG=1, RELOADING=1, STOPPING=1 (see watchdog.go).
+	Notify func(state string)
+	// WatchdogEvery, if set, is how often Notify gets WATCHDOG=1 while the
+	// line path is alive: half of systemd's WatchdogSec=.
+	WatchdogEvery time.Duration
 	// DryRun forces the dryrun firewall whatever the config says.
 	DryRun          bool
 	CheckpointEvery time.Duration // default 1s
@@ -64,6 +71,8 @@ type Daemon struct {
 	metrics *metrics.Metrics // nil when the config has no metrics address
 
 	reloadReq chan reloadReq
+	probe     chan chan struct{} // the watchdog's, answered by lineLoop
+	summary   atomic.Pointer[summary]
 
 	// mu guards everything below; the line loop, the housekeeping loop and
 	// control API calls all take it.
@@ -95,6 +104,7 @@ type jailCounters struct {
 type runningSource struct {
 	kind string
 	src  source.Source
+	busy *busy // handing on a batch since (the watchdog looks)
 }
 
 type reloadReq struct {
@@ -142,6 +152,7 @@ func New(opts Options) (*Daemon, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		reloadReq: make(chan reloadReq),
+		probe:     make(chan chan struct{}),
 		// Past max_windows the one closest to expiry is dropped: a botnet
 		// flood costs bounded memory.
 		counter:   jails.NewCounter(cfg.MaxWindows, cfg.Jails...),
@@ -283,11 +294,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return d.bans.Run(gctx, ban.Timers{Sweep: d.opts.SweepEvery, Retry: d.opts.RetryEvery, Resync: resyncEvery})
 	})
+	if d.opts.WatchdogEvery > 0 {
+		g.Go(func() error { return d.watchdog(gctx) })
+	}
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
+	d.notify("READY=1\nSTATUS=" + d.statusLine())
 	d.log.Info("smtpband running", "version", d.opts.Version, "firewall", d.fwKind, "jails", nJails, "sources", nSources)
 	err := g.Wait()
+	d.notify("STOPPING=1\nSTATUS=stopping: saving state")
 	// Lines handled after the manager stopped may have queued bans.
 	d.bans.Drain()
 	if cerr := d.checkpoint(); cerr != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"smtpban/internal/config"
+	"smtpban/internal/sdnotify"
 	"smtpban/internal/source"
 	"smtpban/jails"
 	"smtpban/state"
@@ -34,11 +35,16 @@ func (d *Daemon) startSources(parent context.Context) (context.CancelFunc, *sync
 			continue
 		}
 		src := d.newSource(sc)
-		d.sources = append(d.sources, runningSource{kind: sc.Kind, src: src})
+		bz := &busy{}
+		d.sources = append(d.sources, runningSource{kind: sc.Kind, src: src, busy: bz})
 		// Lines are counted on the source's goroutine, under parent: a
 		// reload stops the source, but lines it already read are counted
 		// in full, with bans that the firewall still gets.
-		deliver := func(b []source.Line) { d.handleLines(parent, b) }
+		deliver := func(b []source.Line) {
+			bz.start(d.now())
+			d.handleLines(parent, b)
+			bz.done()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -49,6 +55,7 @@ func (d *Daemon) startSources(parent context.Context) (context.CancelFunc, *sync
 			}
 		}()
 	}
+	d.publishSummary()
 	return cancel, &wg
 }
 
@@ -76,6 +83,8 @@ func (d *Daemon) lineLoop(ctx context.Context, stop context.CancelFunc, done *sy
 		select {
 		case <-ctx.Done():
 			return nil
+		case p := <-d.probe:
+			d.answerProbe(p)
 		case req := <-d.reloadReq:
 			// Once the old sources are done, every line they read is
 			// counted and its position kept: the new ones start from
@@ -256,6 +265,9 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
+	d.notify(sdnotify.Reloading())
+	// Whatever happens, systemd hears the reload is over.
+	defer func() { d.notify("READY=1\nSTATUS=" + d.statusLine()) }()
 	req := reloadReq{cfg: cfg, reply: make(chan error, 1)}
 	select {
 	case d.reloadReq <- req:

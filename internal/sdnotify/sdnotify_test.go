@@ -87,3 +87,38 @@ func TestNotifyErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestWatchdogInterval(t *testing.T) {
+	self := fmt.Sprint(os.Getpid())
+	tests := []struct {
+		name, usec, pid string
+		want            time.Duration
+		wantErr         bool
+	}{
+		{name: "unset"},
+		{name: "set", usec: "30000000", want: 30 * time.Second},
+		{name: "for this process", usec: "2000000", pid: self, want: 2 * time.Second},
+		{name: "for another process", usec: "2000000", pid: "1"},
+		{name: "zero", usec: "0", wantErr: true},
+		{name: "junk", usec: "30s", wantErr: true},
+		{name: "bad pid", usec: "1000", pid: "me", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("WATCHDOG_USEC", tc.usec)
+			t.Setenv("WATCHDOG_PID", tc.pid)
+			got, err := sdnotify.WatchdogInterval()
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("WatchdogInterval() = %v, %v; want %v, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestReloading(t *testing.T) {
+	var us int64
+	msg := sdnotify.Reloading()
+	if _, err := fmt.Sscanf(msg, "RELOADING=1\nMONOTONIC_USEC=%d", &us); err != nil || us <= 0 {
+		t.Errorf("Reloading() = %q (%v); want RELOADING=1 and a positive MONOTONIC_USEC", msg, err)
+	}
+}
