@@ -81,11 +81,13 @@ func (e *env) main(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("smtpban", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	e.globalFlags(fs)
-	fs.Usage = func() { e.usage(stderr) }
+	fs.Usage = func() {} // printed below: -h to stdout, mistakes to stderr
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			e.usage(stdout)
 			return exitOK
 		}
+		e.usage(stderr)
 		return exitUsage
 	}
 	if fs.NArg() == 0 {
@@ -94,16 +96,52 @@ func (e *env) main(ctx context.Context, args []string) int {
 	}
 	name, rest := fs.Arg(0), fs.Args()[1:]
 	if name == "help" {
-		e.usage(stdout)
-		return exitOK
+		return e.help(ctx, rest)
 	}
+	if c, ok := e.lookup(name); ok {
+		return e.exit(c, c.run(ctx, e, rest))
+	}
+	return exitUsage
+}
+
+// lookup finds the command name, or says it is unknown and which command
+// was perhaps meant.
+func (e *env) lookup(name string) (command, bool) {
+	var names []string
 	for _, c := range commands() {
 		if c.name == name {
-			return e.exit(c, c.run(ctx, e, rest))
+			return c, true
 		}
+		names = append(names, c.name)
 	}
-	fmt.Fprintf(stderr, "smtpban: unknown command %q\n", name)
-	e.usage(stderr)
+	fmt.Fprintf(e.stderr, "smtpban: unknown command %q", name)
+	if s := suggest(name, names); s != "" {
+		fmt.Fprintf(e.stderr, "; did you mean %q?", s)
+	}
+	fmt.Fprintf(e.stderr, "\n'smtpban help' lists the commands\n")
+	return command{}, false
+}
+
+// help is `smtpban help [COMMAND]`: the list, or one command's arguments
+// and flags, on stdout.
+func (e *env) help(ctx context.Context, args []string) int {
+	switch len(args) {
+	case 0:
+		e.usage(e.stdout)
+		return exitOK
+	case 1:
+		if args[0] == "help" {
+			fmt.Fprintln(e.stdout, "usage: smtpban help [COMMAND]")
+			return exitOK
+		}
+		c, ok := e.lookup(args[0])
+		if !ok {
+			return exitUsage
+		}
+		// Every command prints its own help for -h: its flags are its own.
+		return e.exit(c, c.run(ctx, e, []string{"-h"}))
+	}
+	fmt.Fprintln(e.stderr, "usage: smtpban help [COMMAND]")
 	return exitUsage
 }
 
@@ -112,12 +150,19 @@ func (e *env) globalFlags(fs *flag.FlagSet) {
 	fs.StringVar(&e.socket, "socket", e.socket, "the daemon's control socket `path` (default: from the config)")
 }
 
+// usage lists the commands, one line each: a new command needs nothing
+// but its entry in commands().
 func (e *env) usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: smtpban [-config FILE] [-socket PATH] COMMAND [ARGS]\n\ncommands:\n")
+	width := 0
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n           %s\n", c.name, c.args, c.short)
+		width = max(width, len(c.name))
 	}
-	fmt.Fprintf(w, "\nexit codes: 0 ok, 1 error, 2 usage, 3 smtpband not reachable\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.short)
+	}
+	fmt.Fprintf(w, "\n'smtpban help COMMAND' shows a command's arguments and flags.\n")
+	fmt.Fprintf(w, "exit codes: 0 ok, 1 error, 2 usage, 3 smtpband not reachable\n")
 }
 
 // exit reports err and picks the exit code.
@@ -147,17 +192,40 @@ func (e *env) exit(c command, err error) int {
 // so they may come after the command name.
 func (e *env) flags(c string) *flag.FlagSet {
 	fs := flag.NewFlagSet("smtpban "+c, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	// flag calls Usage both for -h and after a mistake, which it writes to
+	// the output first: help goes to stdout, a mistake's usage to stderr.
+	out := &wroteTo{w: e.stderr}
+	fs.SetOutput(out)
 	e.globalFlags(fs)
 	for _, cmd := range commands() {
 		if cmd.name == c {
 			fs.Usage = func() {
-				fmt.Fprintf(e.stderr, "usage: smtpban %s %s\n", cmd.name, cmd.args)
+				w := e.stdout
+				if out.wrote {
+					w = e.stderr
+				}
+				fmt.Fprintf(w, "usage: smtpban %s %s\n", cmd.name, cmd.args)
+				if !out.wrote {
+					fmt.Fprintf(w, "\n%s\n\nflags:\n", cmd.short)
+				}
+				fs.SetOutput(w)
 				fs.PrintDefaults()
+				fs.SetOutput(out)
 			}
 		}
 	}
 	return fs
+}
+
+// wroteTo tells whether anything was written through it.
+type wroteTo struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (o *wroteTo) Write(p []byte) (int, error) {
+	o.wrote = true
+	return o.w.Write(p)
 }
 
 // parse parses flags anywhere among the arguments ("ban 192.0.2.1 -for
