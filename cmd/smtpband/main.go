@@ -16,6 +16,7 @@ import (
 
 	"smtpban/internal/config"
 	"smtpban/internal/daemon"
+	"smtpban/internal/journalstream"
 	"smtpban/internal/sdnotify"
 )
 
@@ -60,7 +61,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *testOnly {
 		return testConfig(stdout, *cfgPath)
 	}
-	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	// Under systemd, stderr is the journal's stream: each line then says
+	// its priority, so that journalctl -p err finds the errors.
+	f, isFile := stderr.(*os.File)
+	logger, err := newLogger(stderr, *logFormat, *logLevel, isFile && journalstream.Connected(f))
 	if err != nil {
 		return err
 	}
@@ -136,17 +140,28 @@ func reloadOnHUP(ctx context.Context, d *daemon.Daemon, logger *slog.Logger) {
 	}
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+// newLogger builds the daemon's logger; journal prefixes each line with
+// its priority and leaves the time to the journal.
+func newLogger(w io.Writer, format, level string, journal bool) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("-log-level %q: %w", level, err)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	if journal {
+		opts.ReplaceAttr = journalstream.DropTime
+	}
+	var build func(io.Writer) slog.Handler
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		build = func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		build = func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) }
+	default:
+		return nil, fmt.Errorf("-log-format %q: want text or json", format)
 	}
-	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+	if journal {
+		return slog.New(journalstream.NewHandler(w, build)), nil
+	}
+	return slog.New(build(w)), nil
 }
