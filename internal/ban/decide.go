@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"smtpban/internal/metrics"
 	"smtpban/jails"
 	"smtpban/state"
 )
@@ -78,7 +79,8 @@ func (m *Manager) planOne(d jails.Decision, now time.Time, history map[netip.Pre
 	if cur := m.policy.Jails[j.Name]; cur != nil {
 		j = cur // reloaded since it was decided
 	}
-	if why := m.protected(j.Name, d.Key, d.Addr, now); why != "" {
+	if reason, why := m.protection(j.Name, d.Key, d.Addr, now); why != "" {
+		m.met.BanSkipped(reason)
 		m.log.Warn("ban skipped", keyJail, j.Name, keyAddr, d.Key, keyFailures, d.Failures, "reason", why)
 		return
 	}
@@ -91,6 +93,7 @@ func (m *Manager) planOne(d jails.Decision, now time.Time, history map[netip.Pre
 	if by := m.covering(d.Key, now, plans); by.IsValid() {
 		// Dropped already by a wider ban: a nested element would only
 		// collide with it in the kernel's set.
+		m.met.BanSkipped(metrics.SkipCovered)
 		m.log.Debug("ban skipped", keyJail, j.Name, keyAddr, d.Key, "reason", "covered by the ban of "+by.String())
 		return
 	}
@@ -113,9 +116,11 @@ func (m *Manager) planOne(d jails.Decision, now time.Time, history map[netip.Pre
 	if !until.After(now) {
 		// Catching up on old lines after downtime: this ban would
 		// already have ended.
+		m.met.BanSkipped(metrics.SkipOver)
 		return
 	}
 	if err := m.check(key, until.Sub(now)); err != nil {
+		m.met.BanSkipped(metrics.SkipRefused)
 		m.log.Error("ban refused", keyJail, j.Name, keyAddr, key, keyErr, err)
 		return
 	}
@@ -274,6 +279,7 @@ func (m *Manager) keepPending(ds []jails.Decision) {
 		if len(m.pending) >= maxPending {
 			old := m.pending[0]
 			m.pending = m.pending[1:]
+			m.met.BanSkipped(metrics.SkipDropped)
 			m.log.Error("ban dropped: state has not been writable for too long", keyJail, old.Jail.Name, keyAddr, old.Key)
 		}
 		m.pending = append(m.pending, d)

@@ -313,34 +313,40 @@ func orDefault(d, def time.Duration) time.Duration {
 // protected says why p must not be banned, or "" if it may be. The caller
 // holds mu.
 func (m *Manager) protected(jail string, p netip.Prefix, addr netip.Addr, now time.Time) string {
+	_, why := m.protection(jail, p, addr, now)
+	return why
+}
+
+// protection is protected with the metrics' reason (metrics.Skip*).
+func (m *Manager) protection(jail string, p netip.Prefix, addr netip.Addr, now time.Time) (reason, why string) {
 	// First, so that the reason names the class, whatever the lists hold.
 	if why := neverban.Prefix(p); why != "" {
-		return "never banned: " + why
+		return metrics.SkipNeverBan, "never banned: " + why
 	}
 	l := m.policy.Ignore[jail]
 	if l == nil {
 		l = m.policy.Global
 	}
 	if l.Contains(addr) {
-		return "address is on the ignore list, is loopback or is this host's own"
+		return metrics.SkipIgnored, "address is on the ignore list, is loopback or is this host's own"
 	}
 	for a, until := range m.allow {
 		if (until.IsZero() || until.After(now)) && a.Overlaps(p) {
-			return "address is on the allow list (smtpban allow)"
+			return metrics.SkipAllowed, "address is on the allow list (smtpban allow)"
 		}
 	}
 	if !p.IsSingleIP() {
 		// A prefix ban must not sweep up an ignored network or this host.
 		for _, ig := range m.policy.Networks {
 			if ig.Overlaps(p) {
-				return fmt.Sprintf("prefix overlaps ignored %s", ig)
+				return metrics.SkipPrefixOverlap, fmt.Sprintf("prefix overlaps ignored %s", ig)
 			}
 		}
 		if l.Overlaps(p) {
-			return "prefix overlaps the jail's ignore list"
+			return metrics.SkipPrefixOverlap, "prefix overlaps the jail's ignore list"
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // check says whether the firewall would take p for d: a ban it refuses

@@ -22,7 +22,7 @@ func (v metricsView) Sources() []metrics.Source {
 	out := make([]metrics.Source, 0, len(srcs))
 	for _, s := range srcs {
 		st := s.src.Stats()
-		out = append(out, metrics.Source{Name: s.src.Name(), Read: st.Read, Skipped: st.Skipped, Lag: st.Lag})
+		out = append(out, metrics.Source{Name: s.src.Name(), Read: st.Read, Skipped: st.Skipped, Restarts: st.Restarts, Lag: st.Lag})
 	}
 	return out
 }

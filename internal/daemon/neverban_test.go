@@ -70,6 +70,10 @@ func TestNeverBanFromLines(t *testing.T) {
 	if len(bs) != 1 || bs[0].Prefix != netip.MustParsePrefix("203.0.113.7/32") {
 		t.Errorf("bans = %+v, want only 203.0.113.7/32", bs)
 	}
+	// Each never-banned host was decided on once, and counted as skipped.
+	eventually(t, "the skipped bans to be counted", func() bool {
+		return metric(t, d, "smtpban_bans_skipped_total", "reason=never_ban") == float64(len(neverBanned))
+	})
 	// A ban is durable first, then in the firewall.
 	var es []firewall.Entry
 	eventually(t, "the ban in the firewall", func() bool {

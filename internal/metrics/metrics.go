@@ -24,6 +24,7 @@ const (
 	labelWhy     = "why"
 	labelOp      = "op"
 	labelResult  = "result"
+	labelReason  = "reason"
 	labelVersion = "version"
 	labelGo      = "goversion"
 )
@@ -34,6 +35,22 @@ const (
 	OpRemove = "remove"
 	OpResync = "resync"
 )
+
+// Why a decided ban was not made, the values of smtpban_bans_skipped_total's
+// reason: a small fixed set, never the address.
+const (
+	SkipNeverBan      = "never_ban"      // loopback, multicast... (neverban)
+	SkipIgnored       = "ignored"        // ignore lists, the host's own addresses
+	SkipAllowed       = "allowed"        // smtpban allow
+	SkipPrefixOverlap = "prefix_overlap" // a prefix ban would cover an ignored network
+	SkipCovered       = "covered"        // inside an active wider ban
+	SkipOver          = "over"           // would have ended already (old lines read late)
+	SkipRefused       = "refused"        // the firewall refuses it (wider than min_prefix)
+	SkipDropped       = "dropped"        // state unwritable too long: retry queue full
+)
+
+// SkipReasons lists every reason, so that each series exists from the start.
+var SkipReasons = []string{SkipNeverBan, SkipIgnored, SkipAllowed, SkipPrefixOverlap, SkipCovered, SkipOver, SkipRefused, SkipDropped}
 
 // banApplyBuckets span a local netlink batch (~100µs) to a stuck kernel or
 // a slow disk (1s).
@@ -68,6 +85,7 @@ type Metrics struct {
 	pending    prometheus.Gauge
 	reloads    *prometheus.CounterVec
 	buildInfo  *prometheus.GaugeVec
+	skipped    *prometheus.CounterVec
 }
 
 // New returns Metrics registered in a fresh registry, with the Go runtime
@@ -130,6 +148,14 @@ func New(opts Options) *Metrics {
 			Help: "Always 1; the labels say which smtpband runs.",
 		}, []string{labelVersion, labelGo}),
 	}
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "bans_skipped_total",
+		Help: "Ban decisions not made, by reason (never_ban, ignored, allowed, prefix_overlap, covered, over, refused, dropped).",
+	}, []string{labelReason})
+	for _, r := range SkipReasons {
+		m.skipped.WithLabelValues(r)
+	}
+	m.reg.MustRegister(m.skipped)
 	m.buildInfo.WithLabelValues(opts.Version, runtime.Version()).Set(1)
 	for _, r := range []string{"ok", "refused"} {
 		m.reloads.WithLabelValues(r)
@@ -238,6 +264,14 @@ func (m *Metrics) BansPending(n int) {
 		return
 	}
 	m.pending.Set(float64(n))
+}
+
+// BanSkipped counts a ban decision that was not made, by reason (Skip*).
+func (m *Metrics) BanSkipped(reason string) {
+	if m == nil {
+		return
+	}
+	m.skipped.WithLabelValues(reason).Inc()
 }
 
 // Reload counts a config reload, applied or refused.

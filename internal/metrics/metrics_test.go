@@ -191,10 +191,41 @@ smtpban_source_lines_read_total{source="mail"} 1234
 			name:   "source lag in seconds",
 			metric: "smtpban_source_lag_seconds",
 			want: `
-# HELP smtpban_source_lag_seconds How far a log source is behind the newest line it has seen.
+# HELP smtpban_source_lag_seconds How long the oldest line a log source has not passed on yet has waited (journal: since its timestamp; file: since the source found it unread); 0 when caught up.
 # TYPE smtpban_source_lag_seconds gauge
 smtpban_source_lag_seconds{source="journal"} 0
 smtpban_source_lag_seconds{source="mail"} 1.5
+`,
+		},
+		{
+			name:   "source restarts from the view",
+			metric: "smtpban_source_restarts_total",
+			want: `
+# HELP smtpban_source_restarts_total Times a log source started reading again after its reader failed (journalctl exited), since it started.
+# TYPE smtpban_source_restarts_total counter
+smtpban_source_restarts_total{source="journal"} 3
+smtpban_source_restarts_total{source="mail"} 0
+`,
+		},
+		{
+			name: "skipped bans by reason, every reason from the start",
+			events: func(m *Metrics) {
+				m.BanSkipped(SkipAllowed)
+				m.BanSkipped(SkipNeverBan)
+				m.BanSkipped(SkipAllowed)
+			},
+			metric: "smtpban_bans_skipped_total",
+			want: `
+# HELP smtpban_bans_skipped_total Ban decisions not made, by reason (never_ban, ignored, allowed, prefix_overlap, covered, over, refused, dropped).
+# TYPE smtpban_bans_skipped_total counter
+smtpban_bans_skipped_total{reason="allowed"} 2
+smtpban_bans_skipped_total{reason="covered"} 0
+smtpban_bans_skipped_total{reason="dropped"} 0
+smtpban_bans_skipped_total{reason="ignored"} 0
+smtpban_bans_skipped_total{reason="never_ban"} 1
+smtpban_bans_skipped_total{reason="over"} 0
+smtpban_bans_skipped_total{reason="prefix_overlap"} 0
+smtpban_bans_skipped_total{reason="refused"} 0
 `,
 		},
 		{
@@ -210,7 +241,7 @@ smtpban_failure_windows 42
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := New(Options{Version: "1.2.3", View: &fakeView{
-				sources: []Source{{Name: "mail", Read: 1234, Skipped: 2, Lag: 1500 * time.Millisecond}, {Name: "journal", Read: 7}},
+				sources: []Source{{Name: "mail", Read: 1234, Skipped: 2, Lag: 1500 * time.Millisecond}, {Name: "journal", Read: 7, Restarts: 3}},
 				active:  map[string]int{"postfix-sasl": 3, "dovecot": 0},
 				windows: 42,
 			}})

@@ -63,7 +63,10 @@ type Journal struct {
 	trust   trust
 	read    atomic.Uint64
 	skipped atomic.Uint64
-	lag     atomic.Int64
+	// behind is the timestamp (unix ns) of the entry being passed on, 0
+	// once journalctl's output is read to its end: see Stats.Lag.
+	behind   atomic.Int64
+	restarts atomic.Uint64
 
 	mu     sync.Mutex
 	cursor string
@@ -120,12 +123,16 @@ func (j *Journal) Stats() Stats {
 	j.mu.Lock()
 	cur := j.cursor
 	j.mu.Unlock()
-	return Stats{
+	s := Stats{
 		Read:     j.read.Load(),
 		Skipped:  j.skipped.Load(),
 		Position: "cursor " + cur,
-		Lag:      time.Duration(j.lag.Load()),
+		Restarts: j.restarts.Load(),
 	}
+	if b := j.behind.Load(); b != 0 {
+		s.Lag = max(0, j.now().Sub(time.Unix(0, b)))
+	}
+	return s
 }
 
 var matchRE = regexp.MustCompile(`^[A-Z0-9_]+=`)
@@ -202,6 +209,7 @@ func (j *Journal) Run(ctx context.Context, deliver Deliver) error {
 			return nil
 		case <-t.C:
 		}
+		j.restarts.Add(1)
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
@@ -302,6 +310,11 @@ func (j *Journal) readOutput(ctx context.Context, r *bufio.Reader, deliver Deliv
 		if err := j.entry(ctx, b, deliver, cursor); err != nil {
 			return err
 		}
+		if r.Buffered() == 0 {
+			// All journalctl has written is passed on: caught up, as far
+			// as we can see.
+			j.behind.Store(0)
+		}
 	}
 }
 
@@ -340,7 +353,8 @@ func (j *Journal) entry(ctx context.Context, b []byte, deliver Deliver, seen str
 	e.Line.Read = e.Time
 	l := Line{Source: j.cfg.Name, Line: e.Line, Pos: []byte(e.Cursor)}
 	j.read.Add(1)
-	j.lag.Store(int64(now.Sub(e.Time)))
+	// Until deliver returns, this entry is the oldest not passed on.
+	j.behind.Store(e.Time.UnixNano())
 	deliver([]Line{l})
 	return ctx.Err()
 }

@@ -279,6 +279,9 @@ func TestJournalRestart(t *testing.T) {
 	if got := r.texts(); !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
+	if n := src.Stats().Restarts; n == 0 {
+		t.Errorf("Stats().Restarts = 0 after journalctl exited and was started again")
+	}
 }
 
 // TestJournalTrust writes a real journal file in which a local user

@@ -27,7 +27,13 @@ type Stats struct {
 	Read     uint64 // lines passed on
 	Skipped  uint64 // lines skipped: too long, or (journal) from an untrusted sender
 	Position string // human-readable: file offset and inode, or journal cursor
-	Lag      time.Duration
+	Restarts uint64 // journalctl started again after it exited
+	// Lag has one meaning for every source: how long the oldest line not
+	// yet passed on has waited, 0 when all there is has been passed on.
+	// A journal entry has waited since its timestamp; a file's line since
+	// the source first found unread bytes. It grows while a batch waits in
+	// Deliver.
+	Lag time.Duration
 }
 
 // MaxBatch is the most lines one delivery carries.
