@@ -12,6 +12,7 @@ import (
 
 	"smtpban/internal/config"
 	"smtpban/internal/control"
+	"smtpban/internal/fail2ban"
 )
 
 // Exit codes; scripts branch on them.
@@ -53,6 +54,7 @@ func commands() []command {
 		{"check", "[-json] [FILE]", "check a config without a daemon", runCheck},
 		{"replay", "[-jail NAME]... [-json] [-format F] FILE...", "run the jails over log files offline", runReplay},
 		{"version", "[-json]", "client and daemon versions", runVersion},
+		{"import-fail2ban", "[-jail J] [-only F2BJAIL]... [-permanent DUR] [-dry-run] [-json] [DB]", "bring fail2ban's active bans over, with their time left (DB: " + fail2ban.DefaultPath + ")", runImportFail2ban},
 	}
 }
 
