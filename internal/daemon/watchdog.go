@@ -36,9 +36,9 @@ func (d *Daemon) watchdog(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		// The probe may take up to one interval: a ping then follows
-		// within two of the last, and WatchdogSec= is twice the interval.
-		err := d.alive(ctx, every)
+		// The probe may take half an interval: pings are then at most 1.5
+		// intervals apart, well inside WatchdogSec= (two intervals).
+		err := d.alive(ctx, every/2)
 		if ctx.Err() != nil {
 			return nil
 		}

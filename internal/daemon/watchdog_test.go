@@ -102,7 +102,7 @@ func runNotified(t *testing.T, sock string, every time.Duration) (d *Daemon, log
 // path works, stops while a line is stuck holding the daemon's lock (as a
 // jail that never returned would), and comes again once it is free.
 func TestWatchdogStopsWhenLineLoopWedged(t *testing.T) {
-	const every = 20 * time.Millisecond
+	const every = 50 * time.Millisecond
 	sock, msgs := notifySocket(t)
 	d, logPath, _ := runNotified(t, sock, every)
 
