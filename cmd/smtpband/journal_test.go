@@ -24,24 +24,7 @@ func TestJournalPriorities(t *testing.T) {
 	}{{"journal", true}, {"redirected", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			logPath := filepath.Join(dir, "mail.log")
-			cfgPath := filepath.Join(dir, "smtpban.hcl")
-			writeFile(t, logPath, "")
-			writeFile(t, cfgPath, fmt.Sprintf(`
-state_dir = %q
-socket    = %q
-include   = []
-source "file" "mail" {
-  path = %q
-}
-jail "postfix-sasl" {
-  source    = "mail"
-  programs  = ["postfix/smtpd"]
-  failregex = ["warning: [^\\s\\[]+\\[<HOST>\\]: SASL \\S+ authentication failed"]
-  bantime   = "1h"
-}
-firewall "dryrun" {}
-`, filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"), logPath))
+			cfgPath := testConfigFile(t, dir)
 			stderr, err := os.Create(filepath.Join(dir, "stderr"))
 			if err != nil {
 				t.Fatal(err)
@@ -97,6 +80,31 @@ firewall "dryrun" {}
 			}
 		})
 	}
+}
+
+// testConfigFile writes a config for a daemon on the dryrun firewall
+// with its state, socket and log in dir, and returns its path.
+func testConfigFile(t *testing.T, dir string) string {
+	t.Helper()
+	logPath := filepath.Join(dir, "mail.log")
+	cfgPath := filepath.Join(dir, "smtpban.hcl")
+	writeFile(t, logPath, "")
+	writeFile(t, cfgPath, fmt.Sprintf(`
+state_dir = %q
+socket    = %q
+include   = []
+source "file" "mail" {
+  path = %q
+}
+jail "postfix-sasl" {
+  source    = "mail"
+  programs  = ["postfix/smtpd"]
+  failregex = ["warning: [^\\s\\[]+\\[<HOST>\\]: SASL \\S+ authentication failed"]
+  bantime   = "1h"
+}
+firewall "dryrun" {}
+`, filepath.Join(dir, "state"), filepath.Join(dir, "s.sock"), logPath))
+	return cfgPath
 }
 
 func writeFile(t *testing.T, path, s string) {
