@@ -113,6 +113,7 @@ type Manager struct {
 	origin string
 	onBan  func(state.Ban)
 	queue  chan batch
+	probe  chan chan struct{} // Alive's, answered by Run
 	// done is the sequence number of the last submitted batch whose bans
 	// are made (saved, or kept for a retry): see Wait.
 	done atomic.Uint64
@@ -133,6 +134,7 @@ func New(o Options) *Manager {
 		log: o.Logger, now: o.Now, store: o.Store, fw: o.Firewall, met: o.Metrics,
 		origin: o.Origin, onBan: o.OnBan,
 		queue:  make(chan batch, queueLen),
+		probe:  make(chan chan struct{}),
 		allow:  map[netip.Prefix]time.Time{},
 		banned: map[string]uint64{},
 		held:   newHeld(),
@@ -253,6 +255,8 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 			m.Sweep()
 		case <-retry.C:
 			m.retryPending(ctx)
+		case p := <-m.probe:
+			close(p)
 		case <-resync.C:
 			m.Resync(ctx, "periodic")
 		case _, ok := <-changed:
@@ -263,6 +267,30 @@ func (m *Manager) Run(ctx context.Context, t Timers) error {
 			m.Resync(ctx, "changed")
 		}
 	}
+}
+
+// Alive returns nil once Run has come round its loop and can take mu,
+// or an error when ctx ends first: a manager stuck in the firewall or
+// state makes no bans, while the line path only notices once its queue
+// is full. The daemon's watchdog asks.
+func (m *Manager) Alive(ctx context.Context) error {
+	p := make(chan struct{})
+	select {
+	case m.probe <- p:
+	case <-ctx.Done():
+		return fmt.Errorf("ban manager busy with one batch: %w", ctx.Err())
+	}
+	<-p
+	// Polled, so that a lock held for good leaves no goroutine behind.
+	for !m.mu.TryLock() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ban manager's lock held: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	m.mu.Unlock()
+	return nil
 }
 
 // Drain makes the bans still queued at shutdown, so that the last

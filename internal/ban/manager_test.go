@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -264,5 +265,38 @@ func TestRunRetriesUnsavedBans(t *testing.T) {
 	es, _ := fw.List(context.Background())
 	if len(es) != 1 || es[0].Prefix != netip.MustParsePrefix("203.0.113.20/32") {
 		t.Errorf("firewall holds %v, want the retried ban", es)
+	}
+}
+
+// TestAlive: a running manager answers; one stuck holding its lock (a
+// firewall or state call that never returns) does not, within the
+// caller's time; nor does one that is not running.
+func TestAlive(t *testing.T) {
+	m, _, _ := testManager(t)
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if err := m.Alive(short()); err == nil {
+		t.Error("Alive before Run = nil, want an error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, Timers{Sweep: time.Hour, Retry: time.Hour, Resync: time.Hour}) }()
+	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	if err := m.Alive(wctx); err != nil {
+		t.Fatalf("Alive while running = %v", err)
+	}
+	m.mu.Lock()
+	err := m.Alive(short())
+	m.mu.Unlock()
+	if err == nil || !strings.Contains(err.Error(), "lock held") {
+		t.Errorf("Alive with the lock held = %v, want an error saying so", err)
+	}
+	if err := m.Alive(wctx); err != nil {
+		t.Errorf("Alive after the lock was let go = %v", err)
 	}
 }

@@ -23,8 +23,8 @@ func (d *Daemon) notify(state string) {
 // watchdog sends WATCHDOG=1 with a STATUS= line every WatchdogEvery, but
 // only while the line path answers: a line loop that is wedged (a line
 // that never finishes holding mu, a source stuck handing on a batch, a
-// reload that never ends) stops the pings, and systemd restarts the
-// daemon after WatchdogSec=.
+// reload that never ends, a ban manager stuck in the firewall) stops the
+// pings, and systemd restarts the daemon after WatchdogSec=.
 func (d *Daemon) watchdog(ctx context.Context) error {
 	every := d.opts.WatchdogEvery
 	t := time.NewTicker(every)
@@ -59,8 +59,9 @@ func (d *Daemon) watchdog(ctx context.Context) error {
 
 // alive checks, within timeout, that the line loop answers (and so is
 // not waiting on a reload that never ends), that mu can be taken (no line
-// is stuck in a jail) and that no source has been handing on one batch
-// for longer than timeout (its lines would wait on the ban manager).
+// is stuck in a jail), that no source has been handing on one batch for
+// longer than timeout (its lines would wait on the ban manager) and that
+// the ban manager answers.
 func (d *Daemon) alive(ctx context.Context, timeout time.Duration) error {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -88,7 +89,9 @@ func (d *Daemon) alive(ctx context.Context, timeout time.Duration) error {
 	if len(stuck) > 0 {
 		return fmt.Errorf("source handing on one batch of lines: %s", strings.Join(stuck, ", "))
 	}
-	return nil
+	// The ban manager makes the bans the lines decide: stuck there, the
+	// line path would notice only once its queue is full.
+	return d.bans.Alive(tctx)
 }
 
 // answerProbe is the line loop's side of alive: it takes mu as a line
