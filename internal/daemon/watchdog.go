@@ -78,9 +78,8 @@ func (d *Daemon) alive(ctx context.Context, timeout time.Duration) error {
 	}
 	now := d.now()
 	d.mu.Lock()
-	srcs := d.sources
 	var stuck []string
-	for _, s := range srcs {
+	for _, s := range d.sources {
 		if since := s.busy.since(); !since.IsZero() && now.Sub(since) > timeout {
 			stuck = append(stuck, fmt.Sprintf("%s for %v", s.src.Name(), now.Sub(since).Round(time.Millisecond)))
 		}
