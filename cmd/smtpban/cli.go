@@ -43,6 +43,10 @@ type command struct {
 	run   func(ctx context.Context, e *env, args []string) error
 }
 
+// commands lists the subcommands; each is one line in `smtpban help`. A
+// command parses its arguments with e.flags and parse, which print its
+// usage for -h: `smtpban help NAME` runs it with -h (TestHelp checks that
+// every command does).
 func commands() []command {
 	return []command{
 		{"status", "[-json] [-utc] [JAIL]", "daemon, jail and source counters; one jail with its banned list", runStatus},
