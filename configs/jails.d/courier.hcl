@@ -20,7 +20,9 @@ jail "courier" {
   enabled  = false
   failregex = [
     "LOGIN FAILED, (?:user=(?P<user>.*), )?(?:method=[-\\w]+, )?ip=\\[<HOST>\\](?:, port=\\[\\d+\\])?\\s*$",
-    "error,relay=<HOST>,(?:ident=[^,]*,)?msg=\"535 Authentication failed\\.\"",
+    # Courier 1.x writes the client's port too: "error,relay=::ffff:ADDR,
+    # port=43632,msg=\"535 Authentication failed.\",cmd: AUTH LOGIN u".
+    "error,relay=<HOST>,(?:port=\\d+,)?(?:ident=[^,]*,)?msg=\"535 Authentication failed\\.\"",
   ]
   # A successful login clears that address's failures for that user only.
   successregex = [

@@ -22,7 +22,20 @@ jail "exim" {
   programs = ["exim", "exim4"]
   enabled  = false
   failregex = [
-    "(?:\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)? (?:[-+]\\d{4} )?(?:\\[\\d+\\] )?)?[-\\w]+ authenticator failed for (?:[^\\s\\[(]+ )?(?:\\([^)\\s]*\\) )?\\[<HOST>\\](?::\\d+)?(?: I=\\[[^\\]]*\\](?::\\d+)?)?: 535 Incorrect authentication data(?: \\(set_id=(?P<user>.*)\\))?",
+    # "login authenticator failed for (HELO) [ADDR]:PORT I=[...]:25:
+    # 535 Incorrect authentication data (set_id=USER)": with or without
+    # the reverse name, HELO, ports, interface (log_selector
+    # +incoming_interface), ident (U=) and connection id (Ci=, 4.98+),
+    # and the "H=" that 4.98 puts before the host (src/src/smtp_in.c,
+    # host_and_ident). Not counted: "435 Unable to authenticate at
+    # present" (our side failed), "501 Authentication cancelled" and
+    # "501 Invalid base64 data" (no password was checked).
+    "(?:\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)? (?:[-+]\\d{4} )?(?:\\[\\d+\\] )?)?[-\\w]+ authenticator failed for (?:H=)?(?:[^\\s\\[(]+ )?(?:\\([^)\\s]*\\) )?\\[<HOST>\\](?::\\d+)?(?: I=\\[[^\\]]*\\](?::\\d+)?)?(?: U=\\S*)?(?: Ci=\\d+)?: 535 Incorrect authentication data(?: \\(set_id=(?P<user>.*)\\))?$",
+    # AUTH on a port where Exim does not offer it (port 25 without TLS):
+    # no real client does that, password-guessing bots do. The command
+    # Exim quotes is the client's, quotes and all: the address is the one
+    # in the last " H=" before the fixed end of the line.
+    "(?:\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)? (?:[-+]\\d{4} )?(?:\\[\\d+\\] )?)?SMTP protocol error in \".*\" H=(?:[^\\s\\[(]+ )?(?:\\([^)\\s]*\\) )?\\[<HOST>\\](?::\\d+)?(?: I=\\[[^\\]]*\\](?::\\d+)?)?(?: U=\\S*)?(?: Ci=\\d+)? AUTH command used when not advertised$",
     "(?:\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)? (?:[-+]\\d{4} )?(?:\\[\\d+\\] )?)?H=(?:[^\\s\\[(]+ )?(?:\\([^)\\s]*\\) )?\\[<HOST>\\](?::\\d+)? .*rejected RCPT \\S+: relay not permitted",
   ]
   maxretry = 5
@@ -56,6 +69,34 @@ jail "exim-reject" {
   ]
   maxretry = 10
   findtime = "10m"
+  bantime  = "1h"
+  key      = "ip6/64"
+}
+
+# Off by default: connections that never sent MAIL, and connections one
+# of our own ACLs dropped. "no MAIL in SMTP connection from (HELO)
+# [ADDR]:PORT I=[...]:25 D=21s C=EHLO,STARTTLS" (log_selector
+# +smtp_no_mail, on in Debian's exim4 config) is a scanner, or a
+# monitoring probe, or a server that gave up, hence off. A session that
+# tried AUTH is not counted here ("C=" then lists AUTH): its attempts count
+# in "exim", one each. "SMTP connection from [ADDR]:PORT closed by DROP in
+# ACL" follows a reject line our ACL logged: counted here, once per
+# connection; where exim-reject counts that reject too (a RCPT ACL with
+# "drop" and "Unknown user"), enable one of the two.
+# Client text: as for "exim": the HELO, which holds no space. Everything
+# the pattern reads after the address is Exim's own (I=, U=, Ci=, D=, the
+# TLS fields, C=), up to the end of the line.
+# 10 in 1h -> banned 1h.
+jail "exim-connection" {
+  source   = "exim"
+  programs = ["exim", "exim4"]
+  enabled  = false
+  failregex = [
+    "(?:\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)? (?:[-+]\\d{4} )?(?:\\[\\d+\\] )?)?no MAIL in (?:TFO\\*? )?SMTP connection from (?:H=)?(?:[^\\s\\[(]+ )?(?:\\([^)\\s]*\\) )?\\[<HOST>\\](?::\\d+)?(?: I=\\[[^\\]]*\\](?::\\d+)?)?(?: U=\\S*)?(?: Ci=\\d+)? D=[\\d.hmsd]+(?: X=\\S+)?(?: CV=\\w+)?(?: C=(?:\\.\\.\\.)?(?:EHLO|HELO|STARTTLS|QUIT|RSET|NOOP|HELP|VRFY|EXPN|ETRN|PROXY)(?:,(?:EHLO|HELO|STARTTLS|QUIT|RSET|NOOP|HELP|VRFY|EXPN|ETRN|PROXY))*)?$",
+    "(?:\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d(?:\\.\\d+)? (?:[-+]\\d{4} )?(?:\\[\\d+\\] )?)?(?:\\w{6}-\\w{6,11}-\\w{2,4} )?(?:TFO\\*? )?SMTP connection from (?:H=)?(?:[^\\s\\[(]+ )?(?:\\([^)\\s]*\\) )?\\[<HOST>\\](?::\\d+)?(?: I=\\[[^\\]]*\\](?::\\d+)?)?(?: U=\\S*)?(?: Ci=\\d+)?(?: D=[\\d.hmsd]+)? closed by DROP in ACL$",
+  ]
+  maxretry = 10
+  findtime = "1h"
   bantime  = "1h"
   key      = "ip6/64"
 }

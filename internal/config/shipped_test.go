@@ -98,7 +98,7 @@ func TestShippedJails(t *testing.T) {
 		// postfix-relay
 		{"relay denied", "mx1 postfix/smtpd[1234]: NOQUEUE: reject: RCPT from unknown[203.0.113.9]: 454 4.7.1 <x@example.net>: Relay access denied; from=<a@example.org> to=<x@example.net> proto=ESMTP helo=<x>", "postfix-relay", "203.0.113.9", ""},
 		{"relay denied queue id", "mx1 postfix/smtpd[1234]: 4Y1ZQm1Xyz: reject: RCPT from mail.example[2001:db8::9]: 554 5.7.1 <x@example.net>: Relay access denied; from=<> to=<x@example.net>", "postfix-relay", "2001:db8::9", ""},
-		{"other reject is not relay", "mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[192.0.2.33]: 450 4.7.1 Client host rejected: cannot find your hostname, [192.0.2.33]; from=<a@example.com>", "", "", ""},
+		{"other reject is not relay", "mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[192.0.2.33]: 450 4.7.1 Client host rejected: cannot find your hostname, [192.0.2.33]; from=<a@example.com>", "postfix-reject", "192.0.2.33", ""}, // reject_unknown_client_hostname: postfix-reject
 		// postfix-reject (disabled, still matched here)
 		{"unknown user", "mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[192.0.2.40]: 550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in local recipient table; from=<a@b> to=<nobody@example.org>", "postfix-reject", "192.0.2.40", ""},
 		{"pipelining", "mx1 postfix/smtpd[1]: improper command pipelining after CONNECT from unknown[192.0.2.67]: QUIT\\r\\n", "postfix-reject", "192.0.2.67", ""},
