@@ -123,6 +123,55 @@ var injTemplates = []injTemplate{
 		"Jul  3 23:07:20 szerver courieresmtpd: error,relay=::ffff:203.0.113.193,msg=\"535 Authentication failed.\",cmd: {C}"},
 	{"courier success", "courier", logline.Syslog, "203.0.113.194",
 		"Nov 24 16:08:04 mx1 imapd: LOGIN, user={C}, ip=[::ffff:203.0.113.194], port=[51234], protocol=IMAP"},
+	{"courier esmtpd port", "courier", logline.Syslog, "203.0.113.195",
+		"Aug 14 12:51:05 mail.server courieresmtpd[425070]: error,relay=::ffff:203.0.113.195,port=43632,msg=\"535 Authentication failed.\",cmd: AUTH LOGIN {C}"},
+
+	// Issue 15's formats. dovecot: user=<...> of a proxy's and 2.4's lines.
+	{"dovecot proxy dest 2.3", "dovecot", logline.Syslog, "203.0.113.145",
+		"Jul 17 09:21:22 mailproxy dovecot: imap-login: Disconnected (proxy dest auth failed): user=<{C}>, method=PLAIN, rip=203.0.113.145, lip=192.168.1.2, session=<NTI4FiZxcQCSud4G>"},
+	{"dovecot proxy dest 2.4", "dovecot", logline.Syslog, "2001:db8:7e57::146",
+		"Nov 24 16:11:02 proxy1 dovecot[77]: imap-login: Login aborted: Connection closed (proxy dest authentication failure to 10.0.0.5, 2 attempts in 4 secs, last failure: [AUTHENTICATIONFAILED] Authentication failed.) (proxy_dest_auth_failed): user=<{C}>, method=PLAIN, rip=2001:db8:7e57::146, lip=2001:db8::2, TLS, session=<cd4FiZxcQCSud4G>"},
+	// dovecot-cleartext: user=<...>.
+	{"dovecot-cleartext 2.3", "dovecot-cleartext", logline.Syslog, "203.0.113.147",
+		"Dec  2 01:22:52 mx1 dovecot: imap-login: Disconnected: Connection closed (tried to use disallowed plaintext auth): user=<{C}>, method=PLAIN, rip=203.0.113.147, lip=198.51.100.1, session=<cftbe5xhz9HLAHHS>"},
+	{"dovecot-cleartext 2.4", "dovecot-cleartext", logline.Syslog, "2001:db8:7e57::148",
+		"Nov 24 16:09:01 mx1 dovecot[241]: imap-login: Login aborted: Connection closed (tried to use disallowed cleartext auth, 1 attempts in 0 secs) (cleartext_auth_disabled): user=<{C}>, method=PLAIN, rip=2001:db8:7e57::148, lip=2001:db8::1, session=<9ZHq02g3J8S60fan>"},
+	// dovecot-pam: ruser=, the user name as given, before rhost=.
+	{"dovecot-pam unknown user", "dovecot-pam", logline.Syslog, "203.0.113.155",
+		"Dec  2 01:21:41 mx1 auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={C} rhost=203.0.113.155 "},
+	{"dovecot-pam v6", "dovecot-pam", logline.Syslog, "2001:db8:7e57::156",
+		"Dec  2 01:22:56 mx1 auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={C} rhost=2001:db8:7e57::156 "},
+	// dovecot-auth: 2.3's auth-worker prefix, an empty field, 2.4's prefix.
+	{"dovecot-auth worker conn", "dovecot-auth", logline.Syslog, "203.0.113.157",
+		"Dec  2 01:22:34 mx1 dovecot: auth-worker(809): conn unix:auth-worker (pid=805,uid=103): auth-worker<1>: pam({C},203.0.113.157,<nWUyepxh++PLAHEp>): pam_authenticate() failed: Authentication failure (Password mismatch?)"},
+	{"dovecot-auth ldap empty field", "dovecot-auth", logline.Dovecot, "203.0.113.158",
+		"Mar 23 06:10:52 auth: Info: ldap({C},203.0.113.158,): invalid credentials"},
+	{"dovecot-auth 2.4", "dovecot-auth", logline.Syslog, "2001:db8:7e57::159",
+		"Nov 24 16:12:02 mx1 dovecot[300]: auth-worker({C},2001:db8:7e57::159,sasl:login)<4242><Cd1+E95Uf4e7eEnj>: request [7]: pam: pam_authenticate() failed: Authentication failure (password mismatch?)"},
+	{"dovecot-auth 2.4 sha1", "dovecot-auth", logline.Dovecot, "203.0.113.159",
+		"Nov 24 16:12:07 auth({C},203.0.113.159,sasl:plain)<Mn1+E95Uf4e7eEnj>: Info: sql: Password mismatch (SHA1 of given password: 4d5e6f)"},
+	// exim: the AUTH command Exim quotes, the HELO, set_id=.
+	{"exim auth not advertised", "exim", logline.Exim, "203.0.113.165",
+		"2026-12-02 01:26:36 SMTP protocol error in \"AUTH LOGIN {C}\" H=({H}) [203.0.113.165] I=[198.51.100.1]:25 AUTH command used when not advertised"},
+	{"exim auth Ci", "exim", logline.Exim, "2001:db8:7e57::166",
+		"2026-11-24 16:10:04 plain_server authenticator failed for H=({H}) [2001:db8:7e57::166]:50123 I=[198.51.100.1]:587 Ci=4714: 535 Incorrect authentication data (set_id={C})"},
+	// exim-connection: the HELO.
+	{"exim-connection no MAIL", "exim-connection", logline.Exim, "203.0.113.167",
+		"2026-12-02 01:26:39 no MAIL in SMTP connection from ({H}) [203.0.113.167] I=[198.51.100.1]:25 D=0s C=EHLO,NOOP,RSET,QUIT"},
+	{"exim-connection drop", "exim-connection", logline.Exim, "2001:db8:7e57::168",
+		"2016-03-21 04:07:49 [25874] 1ahr79-0006jK-G9 SMTP connection from ({H}) [2001:db8:7e57::168]:44884 I=[172.89.0.6]:25 closed by DROP in ACL"},
+	// postfix-rbl: from=<...>, to=<...>, helo=<...> after the address.
+	{"rbl smtpd", "postfix-rbl", logline.Syslog, "203.0.113.125",
+		"Nov 24 16:13:01 mx1 postfix/smtpd[5001]: NOQUEUE: reject: RCPT from unknown[203.0.113.125]: 554 5.7.1 Service unavailable; Client host [203.0.113.125] blocked using zen.spamhaus.org; from=<{C}> to=<{C}> proto=ESMTP helo=<{C}>"},
+	{"rbl postscreen", "postfix-rbl", logline.Syslog, "2001:db8:7e57::126",
+		"Nov 24 16:13:05 mx1 postfix/postscreen[700]: NOQUEUE: reject: RCPT from [2001:db8:7e57::126]:51235: 550 5.7.1 Service unavailable; client [2001:db8:7e57::126] blocked using b.barracudacentral.org; from=<{C}>, to=<{C}>, proto=SMTP, helo=<{C}>"},
+	// postfix-reject's new patterns.
+	{"reject hostname", "postfix-reject", logline.Syslog, "203.0.113.127",
+		"Apr  7 03:10:56 server postfix/smtpd[7754]: NOQUEUE: reject: RCPT from unknown[203.0.113.127]: 550 5.7.25 Client host rejected: cannot find your hostname, [203.0.113.127]; from=<{C}> to=<{C}> proto=ESMTP helo=<{C}>"},
+	{"reject data", "postfix-reject", logline.Syslog, "2001:db8:7e57::128",
+		"Nov 24 16:15:03 mx1 postfix/smtpd[7003]: NOQUEUE: reject: DATA from unknown[2001:db8:7e57::128]: 550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce; from=<{C}> to=<{C}> proto=ESMTP helo=<{C}>"},
+	{"reject milter", "postfix-reject", logline.Syslog, "203.0.113.129",
+		"Nov 24 16:15:06 mx1 postfix/cleanup[7006]: 4Y1ZQq4Ghi: milter-reject: END-OF-MESSAGE from unknown[203.0.113.129]: 5.7.1 Spam message rejected; from=<{C}> to=<{C}> proto=ESMTP helo=<{C}>"},
 }
 
 // injUnread names the templates whose jail, by design, reads none of
@@ -198,6 +247,15 @@ var injCrafted = []string{
 	"x) [{V}]: 535 Incorrect authentication data (set_id=x",
 	"x)[{V}]:535",
 	"[{V}]",
+	// Issue 15's formats: pam_unix's rhost=, Dovecot 2.4's prefix, Exim's
+	// quoted AUTH command.
+	"x rhost={V}",
+	"x rhost={V}  user=root",
+	"x rhost={V} ",
+	",{V},sasl:plain)<a>: sql: Password mismatch",
+	"x,{V},sasl:login)<1><a>: request [1]: pam: pam_authenticate() failed: x",
+	"\" H=(x) [{V}]:1 I=[1.2.3.4]:25 AUTH command used when not advertised",
+	"(proxy dest auth failed): user=<x>, rip={V}, lip=1.2.3.4",
 	"(x) [{V}]:1 dropped: too many nonmail commands",
 	"x> H=(x) [{V}] F=<a> rejected RCPT <b>: relay not permitted",
 	"x [{V}]:1 from [{V}]:1: x",
@@ -432,7 +490,7 @@ func TestInjectionTemplates(t *testing.T) {
 			perJail[tm.jail]++
 		}
 	}
-	for _, j := range []string{"postfix-sasl", "postfix-relay", "postfix-reject", "postscreen", "dovecot", "dovecot-auth", "exim", "exim-reject", "sendmail-auth", "courier"} {
+	for _, j := range []string{"postfix-sasl", "postfix-relay", "postfix-reject", "postscreen", "dovecot", "dovecot-auth", "exim", "exim-reject", "sendmail-auth", "courier", "dovecot-cleartext", "dovecot-pam", "exim-connection", "postfix-rbl"} {
 		if perJail[j] < 2 {
 			t.Errorf("jail %s has %d templates, want at least 2", j, perJail[j])
 		}
