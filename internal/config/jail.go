@@ -302,6 +302,9 @@ func (l *loader) patterns(e hcl.Expression, name string, compile compileFunc) []
 	ss, rs, _ := l.strList(e, name)
 	var out []*jails.Pattern
 	for i, s := range ss {
+		if w := fail2banSyntax(s); w != "" {
+			l.warnf(rs[i], "fail2ban syntax", "this %s never matches as written: %s: %q", name, w, s)
+		}
 		if name != "ignoreregex" && !strings.Contains(s, jails.HostTag) {
 			l.errorf(rs[i], "Missing <HOST>", "a %s must capture the client address with %s: %q", name, jails.HostTag, s)
 			continue
