@@ -90,6 +90,9 @@ type Hit struct {
 	// Success marks a successful login (a successregex matched): the
 	// counter clears failures with it and never bans on it.
 	Success bool
+	// Pattern is the index of the pattern that matched, in the jail's
+	// Failregex, or Successregex for a success (replay counts per pattern).
+	Pattern int
 }
 
 // Failures returns how many failures h stands for: 0 for a success.

@@ -257,8 +257,8 @@ func (m *Matcher) Match(source string, l *logline.Line, dst []Hit) []Hit {
 	var bad, ignored bool
 	var failures, successes int
 	var mm memo
-	hit := func(j *Jail, c capture, success bool) {
-		dst = append(dst, Hit{Jail: j, Addr: c.addr, User: c.user, Time: l.Time(), Line: l.Raw, Count: c.count, Pass: c.pass, Success: success})
+	hit := func(j *Jail, c capture, success bool, pattern int) {
+		dst = append(dst, Hit{Jail: j, Addr: c.addr, User: c.user, Time: l.Time(), Line: l.Raw, Count: c.count, Pass: c.pass, Success: success, Pattern: pattern})
 	}
 	visit := readers
 	if seen != nil && g.litJails != nil {
@@ -297,7 +297,7 @@ func (m *Matcher) Match(source string, l *logline.Line, dst []Hit) []Hit {
 				ignored = true
 				break
 			}
-			hit(mj.jail, c, false)
+			hit(mj.jail, c, false, k)
 			failures++
 			break
 		}
@@ -314,7 +314,7 @@ func (m *Matcher) Match(source string, l *logline.Line, dst []Hit) []Hit {
 				continue
 			}
 			if sres == matched {
-				hit(mj.jail, c, true)
+				hit(mj.jail, c, true, k)
 				successes++
 			}
 			break
