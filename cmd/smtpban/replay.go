@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"smtpban/internal/config"
 	"smtpban/internal/replay"
@@ -13,13 +14,14 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	var jails stringsFlag
 	fs.Var(&jails, "jail", "run only this jail (repeatable; default: every jail)")
 	jsonOut := fs.Bool("json", false, "one JSON object per match and per ban")
+	missed := fs.Bool("missed", false, "also print the lines that hold one of a jail's literals, from a program it reads, but match none of its failregexes")
 	format := fs.String("format", "", "the files' layout: syslog, dovecot (Dovecot's log_path) or exim (Exim's main log); default: that of the config's file source with the same path, else syslog")
 	files, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return usagef("give at least one log FILE")
+		return usagef("give at least one log FILE (- for standard input; .gz files are read decompressed)")
 	}
 	cfg, diags := config.Load(e.configPath)
 	if diags.HasErrors() {
@@ -28,5 +30,5 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		}
 		return errReported
 	}
-	return replay.Run(ctx, replay.Options{Config: cfg, Jails: jails, Files: files, JSON: *jsonOut, Out: e.stdout, Format: *format})
+	return replay.Run(ctx, replay.Options{Config: cfg, Jails: jails, Files: files, JSON: *jsonOut, Out: e.stdout, Format: *format, Missed: *missed, Stdin: os.Stdin})
 }

@@ -5,6 +5,7 @@ package replay
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 	"unsafe"
@@ -38,6 +40,12 @@ type Options struct {
 	// Format is the files' layout (logline.ParseFormat); "" takes the
 	// format of the config's file source with the same path, else syslog.
 	Format string
+	// Missed reports the lines that hold one of a jail's literals, from a
+	// program it reads, and match none of its failregexes: the formats a
+	// jail does not know yet.
+	Missed bool
+	// Stdin is read for a file named "-".
+	Stdin io.Reader
 }
 
 // maxLine matches what the daemon's sources pass on; longer lines are skipped.
@@ -73,8 +81,17 @@ func Run(ctx context.Context, o Options) error {
 	out := bufio.NewWriterSize(o.Out, 64<<10)
 	r.out, r.enc = out, json.NewEncoder(out)
 	for _, j := range js {
-		r.stats[j.Name] = &jailStats{addrs: map[addrKey]int{}}
+		r.stats[j.Name] = &jailStats{
+			jail:    j,
+			addrs:   map[addrKey]int{},
+			fail:    make([]int, len(j.Failregex)),
+			ignore:  make([]int, len(j.Ignoreregex)),
+			success: make([]int, len(j.Successregex)),
+		}
 		r.order = append(r.order, j.Name)
+		if lits, ok := j.Literals(); ok && o.Missed {
+			r.missable = append(r.missable, missable{j, lits})
+		}
 	}
 	for _, f := range o.Files {
 		if err = r.file(ctx, f); err != nil {
@@ -124,9 +141,20 @@ type addrKey = [16]byte
 func addrOf(k addrKey) netip.Addr { return netip.AddrFrom16(k).Unmap() }
 
 type jailStats struct {
+	jail    *jails.Jail
 	matched int
 	addrs   map[addrKey]int
 	bans    []banEvent
+	// Lines each pattern decided, by index: failures, lines an
+	// ignoreregex voided, successes.
+	fail, ignore, success []int
+	missed                int
+}
+
+// missable is a jail -missed looks at, with its failregexes' literals.
+type missable struct {
+	jail *jails.Jail
+	lits []string
 }
 
 type banEvent struct {
@@ -162,26 +190,57 @@ type run struct {
 	buf     []byte        // scratch: one match
 	skipped int
 	lines   int
+	// missable are the jails -missed checks; ignored is the matcher's
+	// count of voided lines, to spot the (rare) lines to explain.
+	missable []missable
+	ignored  uint64
 }
 
+// gzipMagic starts every gzip stream: rotated logs (mail.log.2.gz) are
+// read through it whatever their name.
+var gzipMagic = []byte{0x1f, 0x8b}
+
 func (r *run) file(ctx context.Context, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("replay: stat %s: %w", path, err)
-	}
+	var in io.Reader
 	// A syslog stamp has no year: the file's mtime is the reference that
-	// infers it, and the time of lines that carry no stamp at all.
-	ref := fi.ModTime()
-	format, err := r.format(path)
+	// infers it, and the time of lines that carry no stamp at all; now for
+	// standard input.
+	ref := time.Now()
+	if path == "-" {
+		if r.opts.Stdin == nil {
+			return errors.New("replay: no standard input to read")
+		}
+		in = r.opts.Stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("replay: stat %s: %w", path, err)
+		}
+		ref, in = fi.ModTime(), f
+	}
+	format, err := r.format(strings.TrimSuffix(path, ".gz"))
 	if err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(f, 256<<10)
+	br := bufio.NewReaderSize(in, 256<<10)
+	if head, _ := br.Peek(len(gzipMagic)); string(head) == string(gzipMagic) {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("replay: %s: %w", path, err)
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 256<<10)
+	}
+	return r.replayLines(ctx, path, br, format, ref)
+}
+
+// replayLines replays the lines of br, read from path.
+func (r *run) replayLines(ctx context.Context, path string, br *bufio.Reader, format logline.Format, ref time.Time) error {
 	var hits []jails.Hit
 	for n := 1; ; n++ {
 		if n%65536 == 0 && ctx.Err() != nil {
@@ -207,7 +266,71 @@ func (r *run) file(ctx context.Context, path string) error {
 				return err
 			}
 		}
+		if len(hits) == 0 {
+			// Per-pattern counts of ignoreregexes: explain only the rare
+			// lines the matcher says an ignoreregex voided.
+			if ig := r.matcher.Stats().Ignored; ig != r.ignored {
+				r.ignored = ig
+				r.countIgnored(&l)
+			}
+		}
+		if r.missable != nil {
+			if err := r.missed(path, n, &l, hits); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// countIgnored counts, for each jail that voided l with an ignoreregex,
+// the ignoreregex that did.
+func (r *run) countIgnored(l *logline.Line) {
+	for _, name := range r.order {
+		st := r.stats[name]
+		if len(st.ignore) == 0 {
+			continue
+		}
+		if e := jails.Explain(st.jail, l); e.Verdict == jails.VerdictIgnored {
+			st.ignore[e.Deciding.Index]++
+		}
+	}
+}
+
+// missedEvent is a -missed line in -json output.
+type missedEvent struct {
+	Event string `json:"event"` // "missed"
+	File  string `json:"file"`
+	Line  int    `json:"line"`
+	Jail  string `json:"jail"`
+	Text  string `json:"text"`
+}
+
+// missed reports l for each jail that reads its program, finds one of its
+// literals in it and matches it with none of its failregexes.
+func (r *run) missed(path string, n int, l *logline.Line, hits []jails.Hit) error {
+	for _, m := range r.missable {
+		if slices.ContainsFunc(hits, func(h jails.Hit) bool { return h.Jail == m.jail }) {
+			continue
+		}
+		if !jails.MatchesAny(m.jail.Programs, l.Program) || !slices.ContainsFunc(m.lits, func(s string) bool { return strings.Contains(l.Message, s) }) {
+			continue
+		}
+		e := jails.Explain(m.jail, l)
+		if slices.ContainsFunc(e.Patterns, func(p jails.PatternResult) bool { return p.Kind == jails.KindFail && p.Matched }) {
+			continue // matched, then voided (bad host, ignoreregex): not unknown
+		}
+		r.stats[m.jail.Name].missed++
+		if r.opts.JSON {
+			if err := r.enc.Encode(missedEvent{Event: "missed", File: path, Line: n, Jail: m.jail.Name, Text: l.Raw}); err != nil {
+				return fmt.Errorf("replay: write: %w", err)
+			}
+			continue
+		}
+		if _, err := fmt.Fprintf(r.out, "missed %s %s:%d: %s\n", m.jail.Name, path, n, l.Raw); err != nil {
+			return fmt.Errorf("replay: write: %w", err)
+		}
+	}
+	return nil
 }
 
 // format is the layout path is read with: -format, else that of the
@@ -233,10 +356,13 @@ func (r *run) format(path string) (logline.Format, error) {
 }
 
 func (r *run) hit(path string, n int, h jails.Hit) error {
+	st := r.stats[h.Jail.Name]
 	if !h.Success {
-		st := r.stats[h.Jail.Name]
 		st.matched++
 		st.addrs[h.Addr.As16()] += h.Failures()
+		st.fail[h.Pattern]++
+	} else {
+		st.success[h.Pattern]++
 	}
 	if r.opts.JSON {
 		m := match{File: path, Line: n, Jail: h.Jail.Name, IP: h.Addr.String(), User: h.User, Time: h.Time}
@@ -315,12 +441,31 @@ func trimEOL(s string) string {
 
 func (r *run) summary() error {
 	w := tabwriter.NewWriter(r.opts.Out, 0, 4, 2, ' ', 0)
+	if r.opts.Missed {
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "%d lines read, %d skipped (over %d KiB)\n\n", r.lines, r.skipped, maxLine>>10)
-	fmt.Fprintln(w, "JAIL\tMATCHED\tADDRESSES\tBANS")
+	missedCol := ""
+	if r.opts.Missed {
+		missedCol = "\tMISSED"
+	}
+	fmt.Fprintf(w, "JAIL\tMATCHED\tADDRESSES\tBANS%s\n", missedCol)
 	for _, name := range r.order {
 		st := r.stats[name]
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\n", name, st.matched, len(st.addrs), len(st.bans))
+		label := name
+		if !st.jail.Enabled {
+			label += " (off)" // replay runs it; the daemon would not
+		}
+		missed := ""
+		if r.opts.Missed {
+			missed = fmt.Sprintf("\t%d", st.missed)
+			if _, ok := st.jail.Literals(); !ok {
+				missed = "\t-"
+			}
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d%s\n", label, st.matched, len(st.addrs), len(st.bans), missed)
 	}
+	r.patternSummary(w)
 	for _, name := range r.order {
 		st := r.stats[name]
 		if st.matched == 0 {
@@ -373,4 +518,42 @@ func top(m map[addrKey]int, n int) []addrKey {
 		out[i] = e.addr
 	}
 	return out
+}
+
+// patternSummary writes, for each jail that matched anything, how many
+// lines each of its patterns decided.
+func (r *run) patternSummary(w io.Writer) {
+	for _, name := range r.order {
+		st := r.stats[name]
+		if st.matched == 0 && sum(st.ignore) == 0 && sum(st.success) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: lines per pattern\n", name)
+		fmt.Fprintln(w, "PATTERN\tLINES\tEXPRESSION")
+		for _, k := range []struct {
+			kind string
+			n    []int
+			ps   []*jails.Pattern
+		}{{jails.KindFail, st.fail, st.jail.Failregex}, {jails.KindIgnore, st.ignore, st.jail.Ignoreregex}, {jails.KindSuccess, st.success, st.jail.Successregex}} {
+			for i, n := range k.n {
+				fmt.Fprintf(w, "%s %d\t%d\t%s\n", k.kind, i+1, n, shorten(k.ps[i].String(), 60))
+			}
+		}
+	}
+}
+
+func sum(ns []int) int {
+	t := 0
+	for _, n := range ns {
+		t += n
+	}
+	return t
+}
+
+// shorten cuts s to about n bytes for a table, marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
