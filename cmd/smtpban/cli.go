@@ -56,7 +56,7 @@ func commands() []command {
 		{"allow", "[-for DUR] [-json] ADDR|PREFIX | -list [-json] [-utc] | -remove ADDR|PREFIX", "the runtime allow list; allowing lifts bans", runAllow},
 		{"reload", "[-json]", "re-read the config; an invalid one is rejected and the running one stays", runReload},
 		{"check", "[-json] [FILE]", "check a config without a daemon", runCheck},
-		{"replay", "[-jail NAME]... [-json] [-format F] [-missed] FILE|-...", "run the jails over log files (.gz, - for stdin) offline", runReplay},
+		{"replay", "[-jail NAME]... [-json] [-format F] [-missed] FILE|-... | -journal [-since 7d]", "run the jails over log files (.gz, - for stdin) or the journal, offline", runReplay},
 		{"test", "[-json] [-format F] JAIL 'LINE' | -line 'LINE' [JAIL]...", "what jails make of one log line, pattern by pattern", runTest},
 		{"version", "[-json]", "client and daemon versions", runVersion},
 		{"import-fail2ban", "[-jail J] [-only F2BJAIL]... [-permanent DUR] [-dry-run] [-json] [DB]", "bring fail2ban's active bans over, with their time left (DB: " + fail2ban.DefaultPath + ")", runImportFail2ban},

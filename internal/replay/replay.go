@@ -26,6 +26,7 @@ import (
 	"smtpban/internal/ban"
 	"smtpban/internal/config"
 	"smtpban/internal/logline"
+	"smtpban/internal/source"
 	"smtpban/jails"
 	"smtpban/state"
 )
@@ -46,6 +47,17 @@ type Options struct {
 	Missed bool
 	// Stdin is read for a file named "-".
 	Stdin io.Reader
+	// Journal, if set, is read (after Files) through journalctl as the
+	// config's journal source of that name reads it ("" for the only one):
+	// its matches and trusted senders.
+	Journal *Journal
+}
+
+// Journal says which journal entries to replay.
+type Journal struct {
+	Source  string
+	Since   time.Time
+	Command string // journalctl; from PATH if empty
 }
 
 // maxLine matches what the daemon's sources pass on; longer lines are skipped.
@@ -97,6 +109,9 @@ func Run(ctx context.Context, o Options) error {
 		if err = r.file(ctx, f); err != nil {
 			break
 		}
+	}
+	if err == nil && o.Journal != nil {
+		err = r.journal(ctx, *o.Journal)
 	}
 	// What was found before an error is still written.
 	if ferr := out.Flush(); ferr != nil && err == nil {
@@ -260,26 +275,71 @@ func (r *run) replayLines(ctx context.Context, path string, br *bufio.Reader, fo
 		r.lines++
 		// The daemon's sources decode with the same function.
 		l := logline.Decode(format, logline.Clean(line), ref)
-		hits = r.matcher.Match("", &l, hits[:0])
-		for _, h := range hits {
-			if err := r.hit(path, n, h); err != nil {
-				return err
-			}
-		}
-		if len(hits) == 0 {
-			// Per-pattern counts of ignoreregexes: explain only the rare
-			// lines the matcher says an ignoreregex voided.
-			if ig := r.matcher.Stats().Ignored; ig != r.ignored {
-				r.ignored = ig
-				r.countIgnored(&l)
-			}
-		}
-		if r.missable != nil {
-			if err := r.missed(path, n, &l, hits); err != nil {
-				return err
-			}
+		if hits, err = r.line(path, n, &l, hits[:0]); err != nil {
+			return err
 		}
 	}
+}
+
+// line runs the jails over one decoded line; hits is scratch space.
+func (r *run) line(path string, n int, l *logline.Line, hits []jails.Hit) ([]jails.Hit, error) {
+	hits = r.matcher.Match("", l, hits)
+	for _, h := range hits {
+		if err := r.hit(path, n, h); err != nil {
+			return hits, err
+		}
+	}
+	if len(hits) == 0 {
+		// Per-pattern counts of ignoreregexes: explain only the rare
+		// lines the matcher says an ignoreregex voided.
+		if ig := r.matcher.Stats().Ignored; ig != r.ignored {
+			r.ignored = ig
+			r.countIgnored(l)
+		}
+	}
+	if r.missable != nil {
+		if err := r.missed(path, n, l, hits); err != nil {
+			return hits, err
+		}
+	}
+	return hits, nil
+}
+
+// journal replays the entries of a journal source, read once through
+// journalctl with the source's matches and trusted senders.
+func (r *run) journal(ctx context.Context, j Journal) error {
+	var src *config.Source
+	for i, s := range r.opts.Config.Sources {
+		if s.Kind == "journal" && (j.Source == "" || s.Name == j.Source) {
+			if src != nil {
+				return fmt.Errorf("replay: the config has several journal sources (%s, %s): name one", src.Name, s.Name)
+			}
+			src = &r.opts.Config.Sources[i]
+		}
+	}
+	if src == nil {
+		if j.Source != "" {
+			return fmt.Errorf("replay: no journal source named %q in the config", j.Source)
+		}
+		return errors.New("replay: the config has no journal source")
+	}
+	name := "journal:" + src.Name
+	var hits []jails.Hit
+	n := 0
+	skipped, err := source.ReadJournal(ctx, source.JournalConfig{
+		Name: src.Name, Match: src.Match, Trust: src.Trust, Directory: src.Directory, Files: src.Files, Command: j.Command,
+	}, j.Since, func(l logline.Line) error {
+		n++
+		r.lines++
+		var err error
+		hits, err = r.line(name, n, &l, hits[:0])
+		return err
+	})
+	r.skipped += skipped
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	return nil
 }
 
 // countIgnored counts, for each jail that voided l with an ignoreregex,
