@@ -42,7 +42,7 @@ func TestReplayJournal(t *testing.T) {
 		{0, "postfix@-.service", "0", "postfix/smtpd", sasl("203.0.113.1")}, // before since
 		{100, "postfix@-.service", "0", "postfix/smtpd", sasl("203.0.113.2")},
 		{101, "session-4.scope", "1000", "postfix/smtpd", sasl("192.0.2.66")}, // logger -t postfix/smtpd by a local user
-		{102, "cron.service", "0", "postfix/smtpd", sasl("192.0.2.67")},         // another unit
+		{102, "cron.service", "0", "postfix/smtpd", sasl("192.0.2.67")},       // another unit
 		{103, "dovecot.service", "0", "dovecot", "imap-login: Disconnected (auth failed, 2 attempts in 4 secs): user=<bob>, method=PLAIN, rip=203.0.113.3, lip=198.51.100.1"},
 	}
 	var b bytes.Buffer
