@@ -57,6 +57,7 @@ func commands() []command {
 		{"reload", "[-json]", "re-read the config; an invalid one is rejected and the running one stays", runReload},
 		{"check", "[-json] [FILE]", "check a config without a daemon", runCheck},
 		{"replay", "[-jail NAME]... [-json] [-format F] [-missed] FILE|-... | -journal [-since 7d]", "run the jails over log files (.gz, - for stdin) or the journal, offline", runReplay},
+		{"show", "[-json] [-utc] ADDR", "one address: its bans with their lines, ban history, failures counted now per jail", runShow},
 		{"test", "[-json] [-format F] JAIL 'LINE' | -line 'LINE' [JAIL]...", "what jails make of one log line, pattern by pattern", runTest},
 		{"version", "[-json]", "client and daemon versions", runVersion},
 		{"import-fail2ban", "[-jail J] [-only F2BJAIL]... [-permanent DUR] [-dry-run] [-json] [DB]", "bring fail2ban's active bans over, with their time left (DB: " + fail2ban.DefaultPath + ")", runImportFail2ban},

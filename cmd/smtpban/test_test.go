@@ -74,3 +74,34 @@ func TestTestCommand(t *testing.T) {
 		t.Errorf("unknown jail: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestShowCommand asks the fake daemon about a banned address, one with
+// a failure and a bad argument.
+func TestShowCommand(t *testing.T) {
+	_, sock := daemon(t)
+	r := cli(t, "-socket", sock, "show", "203.0.113.7")
+	for _, want := range []string{
+		"banned as 203.0.113.7/32 by postfix-sasl since 3m ago",
+		`"warning: unknown[203.0.113.7]: SASL LOGIN authentication failed"`,
+		"ban history",
+		"no failures counted now",
+	} {
+		if r.code != exitOK || !strings.Contains(r.stdout, want) {
+			t.Errorf("show banned: exit %d, lacks %q:\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	r = cli(t, "-socket", sock, "show", "-json", "198.51.100.4")
+	var v struct {
+		Bans     []any `json:"bans"`
+		Failures []struct {
+			Jail  string `json:"jail"`
+			Count int    `json:"count"`
+		} `json:"failures"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Bans == nil || len(v.Bans) != 0 || len(v.Failures) != 1 || v.Failures[0].Jail != "postfix-sasl" {
+		t.Errorf("show -json: %v: %s", err, r.stdout)
+	}
+	if r := cli(t, "-socket", sock, "show", "nope"); r.code != exitUsage {
+		t.Errorf("bad address: exit %d", r.code)
+	}
+}

@@ -43,6 +43,7 @@ func (s *Server) Handler() http.Handler {
 	}{
 		{"GET", "/status", false, s.status},
 		{"GET", "/bans", false, s.bans},
+		{"GET", "/show", false, s.show},
 		{"POST", "/ban", true, s.ban},
 		{"POST", "/unban", true, s.unban},
 		{"GET", "/allow", false, s.allowList},
