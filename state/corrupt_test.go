@@ -43,13 +43,49 @@ func realDB(t *testing.T) string {
 	return path
 }
 
+// damagedCase is a file Open refuses; with Options.Salvage, a damaged one
+// (salvage) is moved aside and opened fresh with what still read, and the
+// others are still refused.
+type damagedCase struct {
+	name    string
+	prepare func(t *testing.T) string // returns the path
+	wantIs  error
+	wantMsg string
+	salvage bool
+}
+
 func TestOpenRefuses(t *testing.T) {
-	tests := []struct {
-		name    string
-		prepare func(t *testing.T) string // returns the path
-		wantIs  error
-		wantMsg string
-	}{
+	for _, tt := range damagedCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			path := tt.prepare(t)
+			before := fileSum(t, path)
+			s, err := Open(path, Options{Timeout: time.Second})
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded, want an error")
+			}
+			t.Logf("error: %v", err)
+			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %v is not %v", err, tt.wantIs)
+			}
+			// The path holds the test's name: look for the message without it.
+			if !strings.Contains(strings.ReplaceAll(err.Error(), path, ""), tt.wantMsg) || !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not mention %q and the path", err, tt.wantMsg)
+			}
+			if after := fileSum(t, path); after != before {
+				t.Errorf("Open changed the file")
+			}
+			// Still refused the second time: nothing was "repaired".
+			if s, err := Open(path, Options{Timeout: time.Second}); err == nil {
+				s.Close()
+				t.Error("second Open succeeded")
+			}
+		})
+	}
+}
+
+func damagedCases() []damagedCase {
+	return []damagedCase{
 		{
 			name: "short text file",
 			prepare: func(t *testing.T) string {
@@ -57,6 +93,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "corrupt",
+			salvage: true,
 		},
 		{
 			name: "large garbage",
@@ -69,6 +106,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "corrupt",
+			salvage: true,
 		},
 		{
 			name: "real database truncated to half its pages",
@@ -81,6 +119,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "truncated",
+			salvage: true,
 		},
 		{
 			name: "real database truncated to its first page",
@@ -91,6 +130,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "corrupt",
+			salvage: true,
 		},
 		{
 			name: "real database with both meta pages zeroed",
@@ -101,6 +141,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "corrupt",
+			salvage: true,
 		},
 		{
 			name: "real database with data pages overwritten",
@@ -112,6 +153,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "corrupt",
+			salvage: true,
 		},
 		{
 			name: "undecodable ban record",
@@ -122,6 +164,7 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantIs:  ErrCorrupt,
 			wantMsg: "decode ban",
+			salvage: true,
 		},
 		{
 			name: "newer schema",
@@ -152,33 +195,6 @@ func TestOpenRefuses(t *testing.T) {
 			},
 			wantMsg: "not an smtpban state database",
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := tt.prepare(t)
-			before := fileSum(t, path)
-			s, err := Open(path, Options{Timeout: time.Second})
-			if err == nil {
-				s.Close()
-				t.Fatal("Open succeeded, want an error")
-			}
-			t.Logf("error: %v", err)
-			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-				t.Errorf("error %v is not %v", err, tt.wantIs)
-			}
-			// The path holds the test's name: look for the message without it.
-			if !strings.Contains(strings.ReplaceAll(err.Error(), path, ""), tt.wantMsg) || !strings.Contains(err.Error(), path) {
-				t.Errorf("error %q does not mention %q and the path", err, tt.wantMsg)
-			}
-			if after := fileSum(t, path); after != before {
-				t.Errorf("Open changed the file")
-			}
-			// Still refused the second time: nothing was "repaired".
-			if s, err := Open(path, Options{Timeout: time.Second}); err == nil {
-				s.Close()
-				t.Error("second Open succeeded")
-			}
-		})
 	}
 }
 

@@ -55,6 +55,13 @@ type Options struct {
 	// Timeout is how long Open waits for another process's lock on the
 	// file; zero waits forever (bbolt's default).
 	Timeout time.Duration
+	// Salvage, instead of refusing a damaged file (ErrCorrupt), reads
+	// what still reads out of it, moves it aside as
+	// <path>.damaged-<time>, writes the salvage into a fresh database and
+	// opens that (see Recoveries). A newer schema, another program's bbolt
+	// file and a lock are still refused. The daemon sets it; tools do not.
+	Salvage bool
+	Now     func() time.Time // for the damaged file's name; nil: time.Now
 }
 
 // initialMmap is the first size of bbolt's mapping of the file: room for
@@ -87,7 +94,20 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open state %s: not a regular file", path)
 	case err == nil && fi.Size() > 0:
 		if err := verify(path, opts.Timeout); err != nil {
-			return nil, fmt.Errorf("open state %s: %w", path, err)
+			if !opts.Salvage || !salvageable(err) {
+				return nil, fmt.Errorf("open state %s: %w", path, err)
+			}
+			now := time.Now
+			if opts.Now != nil {
+				now = opts.Now
+			}
+			rec, serr := salvage(path, err, opts, now())
+			if serr != nil {
+				return nil, fmt.Errorf("open state %s: %w; salvage: %w", path, err, serr)
+			}
+			log.Error("state database was damaged: moved aside, what still read was kept; bans missing from it are re-learnt from the kernel",
+				logPath, path, "damaged", rec.Damaged, "reason", rec.Reason, "kept", rec.Summary(),
+				"lost_records", rec.LostRecords, "lost", rec.Lost)
 		}
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("open state %s: %w", path, err)
