@@ -52,8 +52,11 @@ func (m *Manager) decide(ctx context.Context, ds []jails.Decision) ([]state.Ban,
 		}
 		m.met.BanWriteFailed(len(m.pending))
 		m.log.Error("bans not saved; will retry", "bans", len(bans), "pending", len(m.pending), keyErr, err)
+		m.keepUnsaved(bans, err)
+		m.applyUnsaved(ctx, bans)
 		return nil, err
 	}
+	m.saved(saved)
 	// Bans a widened one now covers go, after it is durable and before it
 	// reaches the kernel: a set cannot hold a prefix and one inside it.
 	var inner []netip.Prefix

@@ -126,6 +126,11 @@ type Manager struct {
 	pending []jails.Decision
 	banned  map[string]uint64 // bans made per jail since start
 	held    *held             // the bans in state, for lookups without a transaction
+	// unsaved are bans in the kernel that state could not save yet
+	// (recover.go); writeErr is the last write error while that lasts.
+	unsaved          map[netip.Prefix]state.Ban
+	writeErr         string
+	writeFailedSince time.Time
 }
 
 // New returns a manager; nothing runs before Run.

@@ -143,8 +143,9 @@ func TestDecideProtectsAndNests(t *testing.T) {
 	}
 }
 
-// TestPendingWhileStateUnwritable: bans state cannot save are kept, not
-// applied (durable first), and saved and applied once it can.
+// TestPendingWhileStateUnwritable: bans state cannot save still reach the
+// kernel (a full disk must not stop the banning), are kept there by a
+// resync meanwhile, and are saved once state can be written.
 func TestPendingWhileStateUnwritable(t *testing.T) {
 	m, st, fw := testManager(t)
 	st.setFail(fmt.Errorf("write page: %w", syscall.ENOSPC))
@@ -154,8 +155,15 @@ func TestPendingWhileStateUnwritable(t *testing.T) {
 	if n := m.Pending(); n != 2 {
 		t.Fatalf("%d pending, want 2", n)
 	}
-	if es, _ := fw.List(context.Background()); len(es) != 0 {
-		t.Errorf("applied before saved: %v", es)
+	if es, _ := fw.List(context.Background()); len(es) != 2 {
+		t.Errorf("firewall holds %v while state is unwritable, want both bans", es)
+	}
+	if h := m.StateHealth(); h.Writable || h.Err == "" || h.Pending != 2 {
+		t.Errorf("StateHealth = %+v, want unwritable, with the error, 2 pending", h)
+	}
+	m.Resync(context.Background(), "periodic")
+	if es, _ := fw.List(context.Background()); len(es) != 2 {
+		t.Errorf("a resync while state is unwritable left %v, want both bans", es)
 	}
 	m.retryPending(context.Background()) // still failing: kept
 	if n := m.Pending(); n != 2 {
@@ -171,6 +179,9 @@ func TestPendingWhileStateUnwritable(t *testing.T) {
 	}
 	if es, _ := fw.List(context.Background()); len(es) != 2 {
 		t.Errorf("firewall holds %v, want both", es)
+	}
+	if h := m.StateHealth(); !h.Writable || h.Pending != 0 {
+		t.Errorf("StateHealth = %+v after the disk came back, want writable", h)
 	}
 }
 

@@ -230,6 +230,9 @@ func (m *Manager) Restore(ctx context.Context) (added, removed int, err error) {
 		return 0, 0, fmt.Errorf("load allow list: %w", err)
 	}
 	m.allow = allows
+	if err := m.restoreAdopt(ctx); err != nil {
+		m.log.Error("re-learn bans from the kernel", keyErr, err)
+	}
 	added, removed, err = m.resync(ctx)
 	m.met.Resync("start")
 	if err != nil {
@@ -265,8 +268,15 @@ func (m *Manager) resync(ctx context.Context) (added, removed int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("list bans: %w", err)
 	}
-	// State is the truth: the view follows it at every resync.
+	// State is the truth: the view follows it at every resync, with the
+	// bans in the kernel that state could not save yet.
 	m.held.load(bans)
+	for _, b := range m.unsaved {
+		if _, ok := m.held.active(b.Prefix, m.now()); !ok {
+			m.held.put(b)
+			bans = append(bans, b)
+		}
+	}
 	now := m.now()
 	want := make([]firewall.Entry, 0, len(bans))
 	for _, b := range bans {
