@@ -49,7 +49,7 @@ type command struct {
 // every command does).
 func commands() []command {
 	return []command{
-		{"status", "[-json] [-utc] [JAIL]", "daemon, jail and source counters; one jail with its banned list", runStatus},
+		{"status", "[-json] [-utc] [-ack-recovery] [JAIL]", "daemon, jail and source counters; one jail with its banned list", runStatus},
 		{"bans", "[-json] [-utc] [-jail J]", "active bans", runBans},
 		{"ban", "[-jail J] [-for DUR] [-json] ADDR|PREFIX", "ban by hand (DUR like 90m, 12h, 2d, 1w)", runBan},
 		{"unban", "[-jail J] [-json] ADDR|PREFIX | -all", "lift bans and say which", runUnban},
@@ -61,6 +61,8 @@ func commands() []command {
 		{"test", "[-json] [-format F] JAIL 'LINE' | -line 'LINE' [JAIL]...", "what jails make of one log line, pattern by pattern", runTest},
 		{"version", "[-json]", "client and daemon versions", runVersion},
 		{"import-fail2ban", "[-jail J] [-only F2BJAIL]... [-permanent DUR] [-dry-run] [-json] [DB]", "bring fail2ban's active bans over, with their time left (DB: " + fail2ban.DefaultPath + ")", runImportFail2ban},
+		{"export", "[-o FILE]", "every ban, the allow list and ban history as JSON lines (a backup)", runExport},
+		{"import", "[-json] FILE", "merge an export into the daemon: the later end wins, expired entries skipped", runImport},
 	}
 }
 

@@ -11,6 +11,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("status")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	utc := fs.Bool("utc", false, "absolute UTC times")
+	ack := fs.Bool("ack-recovery", false, "acknowledge that state was recovered from a damaged database")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -24,6 +25,13 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	if *ack {
+		r, err := e.client().AckRecovery(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "acknowledged %d state recoveries\n", r.Acknowledged)
+	}
 	st, err := e.client().Status(ctx, jail)
 	if err != nil {
 		return err
@@ -55,6 +63,7 @@ func printStatus(e *env, st control.Status, jail string, c clock) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	printState(e, st.State)
 	if jail == "" {
 		fmt.Fprintln(e.stdout, "\nFAILING: addresses failing now; FAILURES and BANS: since start")
 		return nil
@@ -70,4 +79,25 @@ func printStatus(e *env, st control.Status, jail string, c clock) error {
 		}
 	}
 	return nil
+}
+
+// printState says loudly when state is not being written or was
+// recovered from a damaged database.
+func printState(e *env, st *control.StateStatus) {
+	if st == nil {
+		return
+	}
+	if !st.Writable {
+		fmt.Fprintf(e.stdout, "\nSTATE NOT BEING WRITTEN since %s: %s\n  bans still reach the firewall; %d wait to be saved\n", st.Since, st.Error, st.Pending)
+	}
+	for _, r := range st.Recovered {
+		fmt.Fprintf(e.stdout, "\nSTATE RECOVERED at %s from a damaged database (%s)\n  moved aside: %s\n  kept: %v; records lost: %d\n",
+			r.Time, r.Reason, r.Damaged, r.Salvaged, r.LostRecords)
+		for _, l := range r.Lost {
+			fmt.Fprintf(e.stdout, "  lost: %s\n", l)
+		}
+	}
+	if len(st.Recovered) > 0 {
+		fmt.Fprintln(e.stdout, "  bans missing from it were re-learnt from the kernel (jail recovered); acknowledge with: smtpban status -ack-recovery")
+	}
 }

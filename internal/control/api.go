@@ -20,6 +20,7 @@ type Status struct {
 	Firewall string         `json:"firewall"` // "nftables" or "dryrun"
 	Jails    []JailStatus   `json:"jails"`
 	Sources  []SourceStatus `json:"sources"`
+	State    *StateStatus   `json:"state,omitempty"` // see backup.go
 }
 
 // JailStatus is one jail's counters.

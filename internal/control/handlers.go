@@ -52,6 +52,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", "/allow/remove", true, s.allowRemove},
 		{"POST", "/reload", true, s.reload},
 	}
+	s.backupRoutes(mux)
 	allowed := map[string][]string{}
 	for _, rt := range routes {
 		p := "/" + APIVersion + rt.path

@@ -41,6 +41,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 	// Before mu: the manager may be saving a batch, and lines must not
 	// wait behind a status call that waits for it.
 	banned := d.bans.Banned()
+	stateSt := d.stateStatus()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if jail != "" && d.jails[jail] == nil {
@@ -52,6 +53,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 		Started:  d.started,
 		Uptime:   now.Sub(d.started).Round(time.Second).String(),
 		Firewall: d.fwKind,
+		State:    stateSt,
 	}
 	for _, j := range d.cfg.Jails {
 		if jail != "" && j.Name != jail {

@@ -162,7 +162,9 @@ func New(opts Options) (*Daemon, error) {
 	if cfg.Metrics != "" {
 		d.metrics = metrics.New(metrics.Options{Version: opts.Version, View: metricsView{d}})
 	}
-	store, err := state.Open(filepath.Join(cfg.StateDir, "smtpban.db"), state.Options{Logger: opts.Logger, Timeout: 5 * time.Second})
+	// Salvage: a damaged database is moved aside and what still reads is
+	// kept; it never keeps the daemon from banning.
+	store, err := state.Open(filepath.Join(cfg.StateDir, "smtpban.db"), state.Options{Logger: opts.Logger, Timeout: 5 * time.Second, Salvage: true, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
@@ -177,6 +179,7 @@ func New(opts Options) (*Daemon, error) {
 		Store: store, Firewall: fw, Logger: opts.Logger, Now: opts.Now,
 		Origin: opts.Hostname, Metrics: d.metrics,
 	})
+	d.metrics.WatchState(d.stateHealth)
 	if err := d.applyConfig(cfg); err != nil {
 		d.close()
 		return nil, err
