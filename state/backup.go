@@ -307,7 +307,7 @@ func (s *Store) Merge(m Merge, now time.Time) (MergeResult, error) {
 				return err
 			}
 			nh := history{count: max(old.count, h.Count), last: later(old.last, h.Last)}
-			if nh == old {
+			if nh.count == old.count && nh.last.Equal(old.last) {
 				continue
 			}
 			if err := hist.Put(k, encodeHistory(nh)); err != nil {
