@@ -350,6 +350,9 @@ func TestFullStateDir(t *testing.T) {
 	if out, _, _ := d.client("status"); !strings.Contains(out, "STATE NOT BEING WRITTEN") {
 		t.Errorf("status does not say state is not written:\n%s", out)
 	}
+	if n := len(d.bans(t)); n != len(want)+1 {
+		t.Errorf("smtpban bans lists %d bans while the disk is full, want %d (the unsaved ones too)", n, len(want)+1)
+	}
 	// Resyncs (every second) meanwhile keep them.
 	time.Sleep(2500 * time.Millisecond)
 	if k := kernelBans(t, mail); !slices.Contains(k, want[0]) || len(k) != len(want)+1 {

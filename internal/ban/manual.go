@@ -125,6 +125,12 @@ func (m *Manager) unban(ctx context.Context, match func(state.Ban) bool) ([]stat
 		lifted = append(lifted, b)
 		prefixes = append(prefixes, b.Prefix)
 	}
+	for _, b := range m.unbanUnsaved(match) {
+		if !slices.Contains(prefixes, b.Prefix) { // saved earlier, extended unsaved
+			lifted = append(lifted, b)
+			prefixes = append(prefixes, b.Prefix)
+		}
+	}
 	if len(prefixes) > 0 {
 		if err := m.fw.Remove(ctx, prefixes); err != nil {
 			m.met.FirewallError(metrics.OpRemove)

@@ -31,6 +31,14 @@ func (m *Manager) keepUnsaved(bans []state.Ban, err error) {
 	if m.unsaved == nil {
 		m.unsaved = map[netip.Prefix]state.Ban{}
 	}
+	// Bounded by the bans in force: ended ones go (the kernel dropped
+	// them already).
+	now := m.now()
+	for p, b := range m.unsaved {
+		if !b.Until.IsZero() && !b.Until.After(now) {
+			delete(m.unsaved, p)
+		}
+	}
 	for _, b := range bans {
 		m.unsaved[b.Prefix] = b
 		m.held.put(b)
@@ -70,6 +78,45 @@ func (m *Manager) applyUnsaved(ctx context.Context, bans []state.Ban) {
 	for _, b := range bans {
 		m.log.Warn("ban applied, not saved", keyJail, b.Jail, keyAddr, b.Prefix, keyUntil, b.Until.UTC().Format(time.RFC3339))
 	}
+}
+
+// Unsaved returns the bans in the kernel that state could not save yet,
+// so that `smtpban bans` lists them too.
+func (m *Manager) Unsaved() []state.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	out := make([]state.Ban, 0, len(m.unsaved))
+	for _, b := range m.unsaved {
+		if b.Until.IsZero() || b.Until.After(now) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// unbanUnsaved lifts the unsaved bans match accepts, and forgets their
+// pending decisions so that the retry does not make them again. The
+// caller holds mu and removes the prefixes from the firewall.
+func (m *Manager) unbanUnsaved(match func(state.Ban) bool) []state.Ban {
+	var lifted []state.Ban
+	for p, b := range m.unsaved {
+		if !match(b) {
+			continue
+		}
+		delete(m.unsaved, p)
+		m.held.drop(p)
+		lifted = append(lifted, b)
+		kept := m.pending[:0]
+		for _, d := range m.pending {
+			if d.Key != p && !p.Contains(d.Key.Addr()) {
+				kept = append(kept, d)
+			}
+		}
+		clear(m.pending[len(kept):])
+		m.pending = kept
+	}
+	return lifted
 }
 
 // StateHealth says whether state takes writes.

@@ -2,12 +2,14 @@ package ban
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"smtpban/firewall"
+	"smtpban/jails"
 	"smtpban/state"
 )
 
@@ -58,5 +60,32 @@ func TestRestoreAdoptsKernelBans(t *testing.T) {
 	slices.Sort(inFW)
 	if want := []string{"2001:db8:7::/64", "203.0.113.1/32", "203.0.113.2/32"}; !slices.Equal(inFW, want) {
 		t.Errorf("firewall after restore: %v, want %v", inFW, want)
+	}
+}
+
+// TestUnbanUnsaved: a ban state could not save is listed, and unbanning
+// it lifts it from the kernel and keeps the retry from making it again.
+func TestUnbanUnsaved(t *testing.T) {
+	m, st, fw := testManager(t)
+	ctx := context.Background()
+	st.setFail(errors.New("read-only file system"))
+	if _, err := m.Decide(ctx, []jails.Decision{dec(m, "203.0.113.9"), dec(m, "203.0.113.10")}); err == nil {
+		t.Fatal("Decide saved with a failing store")
+	}
+	if n := len(m.Unsaved()); n != 2 {
+		t.Fatalf("%d unsaved bans listed, want 2", n)
+	}
+	lifted, err := m.Unban(ctx, UnbanMatch(netip.MustParsePrefix("203.0.113.9/32"), "", false))
+	if err != nil || len(lifted) != 1 {
+		t.Fatalf("Unban = %v, %v; want the unsaved ban lifted", lifted, err)
+	}
+	st.setFail(nil)
+	m.retryPending(ctx)
+	if got := prefixes(t, st); !slices.Equal(got, []string{"203.0.113.10/32"}) {
+		t.Errorf("saved after the retry: %v, want only the ban not lifted", got)
+	}
+	es, _ := fw.List(ctx)
+	if len(es) != 1 || es[0].Prefix != netip.MustParsePrefix("203.0.113.10/32") {
+		t.Errorf("firewall holds %v, want only 203.0.113.10", es)
 	}
 }

@@ -86,6 +86,18 @@ func (d *Daemon) Bans(ctx context.Context, jail string) ([]control.Ban, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list bans: %w", err)
 	}
+	// With those in the kernel that state could not save yet.
+	if unsaved := d.bans.Unsaved(); len(unsaved) > 0 {
+		saved := make(map[netip.Prefix]bool, len(bans))
+		for _, b := range bans {
+			saved[b.Prefix] = true
+		}
+		for _, b := range unsaved {
+			if !saved[b.Prefix] {
+				bans = append(bans, b)
+			}
+		}
+	}
 	now := d.now()
 	out := []control.Ban{}
 	for _, b := range bans {
