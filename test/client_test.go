@@ -185,7 +185,8 @@ func TestClientCommands(t *testing.T) {
 		out, _ := must(t, d, 0, "status")
 		contains(t, "status", out, "smtpband dev, up ", "firewall dryrun", "JAIL", "FAILURES", "postfix-sasl", "SOURCE", "mail ", "file")
 		out, _ = must(t, d, 0, "status", "-json")
-		sameKeys(t, "status -json", out, "version", "started", "uptime", "firewall", "jails", "sources")
+		sameKeys(t, "status -json", out, "version", "started", "uptime", "firewall", "jails", "sources", "state")
+		sameKeys(t, "status -json state", field(t, out, "state"), "writable", "pending")
 		sameKeys(t, "status -json jail", field(t, out, "jails", "0"), "name", "enabled", "failing", "total_failures", "banned", "total_banned")
 		sameKeys(t, "status -json source", field(t, out, "sources", "0"), "name", "kind", "position", "lag", "read", "skipped")
 		if got := field(t, out, "firewall"); got != `"dryrun"` {
