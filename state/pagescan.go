@@ -36,8 +36,9 @@ const (
 var errNoFreelist = errors.New("no readable meta page or freelist: orphaned leaf pages not scanned")
 
 // scanLeaves returns, per bucket, the records found on leaf pages that are
-// not on the freelist.
-func scanLeaves(path string) (map[string][][2][]byte, error) {
+// not on the freelist, but for those in have (bucket name, NUL, key: read
+// already, not decoded again).
+func scanLeaves(path string, have map[string]bool) (map[string][][2][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -60,13 +61,13 @@ func scanLeaves(path string) (map[string][][2][]byte, error) {
 		if end > uint64(len(data)) {
 			continue
 		}
-		leafRecords(data[id*ps:end], out)
+		leafRecords(data[id*ps:end], have, out)
 	}
 	return out, nil
 }
 
 // leafRecords classifies the records of one leaf page.
-func leafRecords(p []byte, out map[string][][2][]byte) {
+func leafRecords(p []byte, have map[string]bool, out map[string][][2][]byte) {
 	count := int(binary.NativeEndian.Uint16(p[10:]))
 	if pageHeaderSize+count*leafElementSize > len(p) {
 		return
@@ -88,17 +89,20 @@ func leafRecords(p []byte, out map[string][][2][]byte) {
 		if _, err := keyPrefix(k); err != nil {
 			continue
 		}
-		var name []byte
-		switch {
-		case len(v) == 16:
+		name := bucketBans
+		switch len(v) {
+		case 16:
 			name = bucketHistory
-		case len(v) == 8:
+		case 8:
 			name = bucketAllow
-		default:
+		}
+		if have[string(name)+"\x00"+string(k)] {
+			continue
+		}
+		if bytes.Equal(name, bucketBans) {
 			if _, err := decodeBan(v); err != nil {
 				continue
 			}
-			name = bucketBans
 		}
 		out[string(name)] = append(out[string(name)], [2][]byte{bytes.Clone(k), bytes.Clone(v)})
 	}

@@ -72,10 +72,16 @@ func salvage(path string, why error, opts Options, now time.Time) (Recovery, err
 	rec.Lost, rec.LostRecords = got.lost, got.nLost
 
 	rec.Damaged = damagedName(path, now)
+	var size int
+	if fi, err := os.Stat(path); err == nil && fi.Size() < 1<<31 {
+		size = int(fi.Size())
+	}
 	if err := os.Rename(path, rec.Damaged); err != nil {
 		return rec, fmt.Errorf("move damaged database aside: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	// Mapped at the old size from the start: growing a map of 32 KB
+	// step by step remaps (and copies every node) over and over.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, InitialMmapSize: size})
 	if err != nil {
 		return rec, fmt.Errorf("create fresh database: %w", err)
 	}
@@ -103,15 +109,20 @@ func salvage(path string, why error, opts Options, now time.Time) (Recovery, err
 		// The expiry index is rebuilt from the bans, not copied: it must
 		// hold exactly one key per expiring ban.
 		for _, kv := range got.records[string(bucketBans)] {
-			b, err := decodeBan(kv[1])
+			// Decoded once already by the read: only its end is needed.
+			p, err := keyPrefix(kv[0])
 			if err != nil {
-				continue // counted as lost by the read
+				continue
+			}
+			_, until, err := decodeBanJailUntil(kv[1])
+			if err != nil {
+				continue
 			}
 			if err := tx.Bucket(bucketBans).Put(kv[0], kv[1]); err != nil {
 				return err
 			}
-			if !b.Until.IsZero() {
-				if err := tx.Bucket(bucketExpiry).Put(expiryKey(b.Until, b.Prefix), nil); err != nil {
+			if !until.IsZero() {
+				if err := tx.Bucket(bucketExpiry).Put(expiryKey(until, p), nil); err != nil {
 					return err
 				}
 			}
@@ -159,7 +170,15 @@ func readDamaged(path string, timeout time.Duration) *salvaged {
 	if clean {
 		return got
 	}
-	orphans, err := scanLeaves(path)
+	// Records read already are not decoded again by the scan (bucket
+	// name, NUL, key).
+	read := map[string]bool{}
+	for _, name := range [][]byte{bucketBans, bucketHistory, bucketAllow} {
+		for _, kv := range got.records[string(name)] {
+			read[string(name)+"\x00"+string(kv[0])] = true
+		}
+	}
+	orphans, err := scanLeaves(path, read)
 	if err != nil {
 		got.lose("%v", err)
 		return got
