@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -115,7 +116,10 @@ func TestDamagedDatabaseStartsAndRelearns(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := int64(os.Getpagesize())
-	off := fi.Size() / 2 / ps * ps
+	// The middle of the pages in use (the file grows 1 MiB at a time, so
+	// its own middle may be unused): bbolt's high water mark, from the
+	// newer meta page.
+	off := usedPages(t, db, ps) / 2 * ps
 	f, err := os.OpenFile(db, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +128,7 @@ func TestDamagedDatabaseStartsAndRelearns(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	t.Logf("overwrote 8 KiB at %d of %d bytes", off, fi.Size())
+	t.Logf("overwrote 8 KiB at %d of %d bytes (%d in use)", off, fi.Size(), usedPages(t, db+".damaged-*", ps)*ps)
 
 	d = startDaemon(t, config, socket, mail.exec()...)
 	after := map[string]apiBan{}
@@ -379,4 +383,27 @@ func TestFullStateDir(t *testing.T) {
 			t.Errorf("after a restart %s is in jail %q, want saved in postfix-sasl", b.Prefix, b.Jail)
 		}
 	}
+}
+
+// usedPages reads the high water mark (pages in use) of a bbolt file from
+// its newer meta page: page header (16 bytes), magic, version, page size,
+// flags, root bucket (16), freelist (8), then the high water mark and the
+// transaction id, in the machine's byte order.
+func usedPages(t *testing.T, pattern string, ps int64) int64 {
+	t.Helper()
+	m, _ := filepath.Glob(pattern)
+	if len(m) != 1 {
+		return 0
+	}
+	b, err := os.ReadFile(m[0])
+	if err != nil || int64(len(b)) < 2*ps {
+		t.Fatalf("read %s: %v", m[0], err)
+	}
+	var hwm, tx uint64
+	for _, off := range []int64{0, ps} {
+		if txid := binary.NativeEndian.Uint64(b[off+64:]); txid >= tx {
+			tx, hwm = txid, binary.NativeEndian.Uint64(b[off+56:])
+		}
+	}
+	return int64(hwm)
 }
