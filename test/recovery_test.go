@@ -119,7 +119,8 @@ func TestDamagedDatabaseStartsAndRelearns(t *testing.T) {
 	// The middle of the pages in use (the file grows 1 MiB at a time, so
 	// its own middle may be unused): bbolt's high water mark, from the
 	// newer meta page.
-	off := usedPages(t, db, ps) / 2 * ps
+	used := usedPages(t, db, ps)
+	off := used / 2 * ps
 	f, err := os.OpenFile(db, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +129,7 @@ func TestDamagedDatabaseStartsAndRelearns(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	t.Logf("overwrote 8 KiB at %d of %d bytes (%d in use)", off, fi.Size(), usedPages(t, db+".damaged-*", ps)*ps)
+	t.Logf("overwrote 8 KiB at %d of %d bytes (%d in use)", off, fi.Size(), used*ps)
 
 	d = startDaemon(t, config, socket, mail.exec()...)
 	after := map[string]apiBan{}
