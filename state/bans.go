@@ -81,12 +81,13 @@ func putBan(tx *bolt.Tx, b Ban) (Ban, error) {
 	bans, expiry := tx.Bucket(bucketBans), tx.Bucket(bucketExpiry)
 	k := prefixKey(b.Prefix)
 
-	continued := false
+	continued, sameJail := false, false
 	if v := bans.Get(k); v != nil {
 		old, err := decodeBan(v)
 		if err != nil {
 			return Ban{}, err
 		}
+		sameJail = old.Jail == b.Jail
 		if !old.Until.IsZero() {
 			if err := expiry.Delete(expiryKey(old.Until, old.Prefix)); err != nil {
 				return Ban{}, fmt.Errorf("delete expiry entry: %w", err)
@@ -95,6 +96,13 @@ func putBan(tx *bolt.Tx, b Ban) (Ban, error) {
 		if old.Until.IsZero() || old.Until.After(b.Since) {
 			continued = true
 			b.Count = old.Count
+			if !sameJail {
+				// Continued under another jail's name: the first
+				// jail's ban is still counted for it.
+				if err := countJailBan(tx, k, b.Jail, b.Since); err != nil {
+					return Ban{}, err
+				}
+			}
 			if old.Until.IsZero() || (!b.Until.IsZero() && old.Until.After(b.Until)) {
 				b.Until = old.Until
 			}
@@ -113,6 +121,9 @@ func putBan(tx *bolt.Tx, b Ban) (Ban, error) {
 			return Ban{}, fmt.Errorf("put history: %w", err)
 		}
 		b.Count = h.count
+		if err := countJailBan(tx, k, b.Jail, b.Since); err != nil {
+			return Ban{}, err
+		}
 	}
 
 	v, err := encodeBan(b)

@@ -38,7 +38,7 @@ var (
 	bucketPositions = []byte("positions")
 	bucketAllow     = []byte("allow")
 
-	allBuckets = [][]byte{bucketMeta, bucketBans, bucketExpiry, bucketHistory, bucketWindows, bucketShards, bucketPositions, bucketAllow}
+	allBuckets = [][]byte{bucketMeta, bucketBans, bucketExpiry, bucketHistory, bucketWindows, bucketShards, bucketPositions, bucketAllow, bucketJailHistory}
 
 	keySchema = []byte("schema")
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // runShow prints the daemon's view of one address: its active bans with
@@ -50,9 +51,13 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if len(v.History) > 0 {
 		fmt.Fprintln(out, "\nban history")
 		w := newTable(out)
-		row(w, "PREFIX", "BANS", "LAST")
+		row(w, "PREFIX", "BANS", "LAST", "BY JAIL")
 		for _, h := range v.History {
-			row(w, h.Prefix, h.Count, c.when(h.Last))
+			var by []string
+			for _, j := range h.Jails {
+				by = append(by, fmt.Sprintf("%s %d", j.Jail, j.Count))
+			}
+			row(w, h.Prefix, h.Count, c.when(h.Last), orDash(strings.Join(by, ", ")))
 		}
 		w.Flush()
 	}

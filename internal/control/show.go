@@ -29,11 +29,21 @@ type ShowBan struct {
 	Lines []string `json:"lines,omitempty"`
 }
 
-// BanHistory is a prefix's ban count.
+// BanHistory is a prefix's ban count, and the same per jail: a second
+// jail's ban of an address banned already continues the first one's ban
+// under its own name, and only this still shows both.
 type BanHistory struct {
 	Prefix netip.Prefix `json:"prefix"`
 	Count  int          `json:"count"`
 	Last   time.Time    `json:"last"`
+	Jails  []JailBans   `json:"jails,omitempty"`
+}
+
+// JailBans is how often one jail banned a prefix, and when last.
+type JailBans struct {
+	Jail  string    `json:"jail"`
+	Count int       `json:"count"`
+	Last  time.Time `json:"last"`
 }
 
 // Failures is a jail's current failure window for a key.

@@ -52,9 +52,18 @@ func (d *Daemon) Show(ctx context.Context, a netip.Addr) (control.AddrView, erro
 		if err != nil {
 			return v, fmt.Errorf("ban history of %s: %w", p, err)
 		}
-		if n > 0 {
-			v.History = append(v.History, control.BanHistory{Prefix: p, Count: n, Last: last})
+		if n == 0 {
+			continue
 		}
+		h := control.BanHistory{Prefix: p, Count: n, Last: last}
+		jbs, err := d.store.JailBans(p)
+		if err != nil {
+			return v, err
+		}
+		for _, jb := range jbs {
+			h.Jails = append(h.Jails, control.JailBans{Jail: jb.Jail, Count: jb.Count, Last: jb.Last})
+		}
+		v.History = append(v.History, h)
 	}
 	for _, w := range windows {
 		v.Failures = append(v.Failures, control.Failures{Jail: w.Jail, Key: w.Key, Count: len(w.Times), MaxRetry: maxRetry[w.Jail], FindTime: findTime[w.Jail], Times: w.Times})

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,22 @@ func TestShow(t *testing.T) {
 		t.Errorf("history %+v", banned.History)
 	}
 
+	// A ban by hand of the banned address continues its ban under the
+	// name "manual"; the history still says the jail banned it.
+	if _, err := c.Ban(ctx, netip.MustParsePrefix("203.0.113.7/32"), "", 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Show(ctx, netip.MustParseAddr("203.0.113.7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Bans) != 1 || again.Bans[0].Jail != "manual" {
+		t.Errorf("after the ban by hand, bans %+v", again.Bans)
+	}
+	if len(again.History) != 1 || fmt.Sprint(jailCounts(again.History[0].Jails)) != "[postfix-sasl 1 manual 1]" {
+		t.Errorf("after the ban by hand, history %+v, want postfix-sasl 1 and manual 1", again.History)
+	}
+
 	failing, err := c.Show(ctx, netip.MustParseAddr("203.0.113.8"))
 	if err != nil {
 		t.Fatal(err)
@@ -78,4 +95,14 @@ func TestShow(t *testing.T) {
 	if err != nil || len(none.Bans)+len(none.History)+len(none.Failures) != 0 || none.Bans == nil {
 		t.Errorf("unknown address: %+v, %v (want empty lists, not null)", none, err)
 	}
+}
+
+// jailCounts flattens per-jail ban counts, sorted by jail name.
+func jailCounts(js []control.JailBans) []any {
+	slices.SortFunc(js, func(a, b control.JailBans) int { return strings.Compare(b.Jail, a.Jail) })
+	var out []any
+	for _, j := range js {
+		out = append(out, j.Jail, j.Count)
+	}
+	return out
 }
