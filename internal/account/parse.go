@@ -105,7 +105,7 @@ func cutHost(s string) (netip.Addr, string, bool) {
 		return netip.Addr{}, "", false
 	}
 	rest := s[open+end+1:]
-	if strings.HasPrefix(rest, ":") {
+	if len(rest) > 1 && rest[0] == ':' && rest[1] >= '0' && rest[1] <= '9' {
 		j := 1
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
@@ -304,9 +304,10 @@ func parseDovecot(m string) (Event, bool) {
 
 // eximArrival is Exim's "<=" line of an authenticated submission, field
 // by field as Exim writes them; the sender and HELO, the client's, may
-// hold no space here, so they cannot pose as the fields after them (a line
-// with a quoted local part holding spaces is not read).
-var eximArrival = regexp.MustCompile(`^(\S+) <= \S+ (?:R=\S+ )?(?:U=\S+ )?H=(?:[^\s\[(]+ )?(?:\([^\s()]*\) )?\[([0-9A-Fa-f.:]+)\](?::\d+)? (?:I=\[[0-9A-Fa-f.:]+\](?::\d+)? )?P=\w+ (?:X=\S+ )?(?:CV=\w+ )?(?:DN="[^"]*" )?(?:K )?A=[-\w]+:(\S+) S=\d+`)
+// hold no space or quote here, so they cannot pose as the fields after
+// them (a line whose sender has a quoted local part is not read, nor one
+// with a client certificate's DN=, which the client writes).
+var eximArrival = regexp.MustCompile(`^(\S+) <= [^\s"]+ (?:R=\S+ )?(?:U=\S+ )?H=(?:[^\s\[(]+ )?(?:\([^\s()]*\) )?\[([0-9A-Fa-f.:]+)\](?::\d+)? (?:I=\[[0-9A-Fa-f.:]+\](?::\d+)? )?P=\w+ (?:X=\S+ )?(?:CV=\w+ )?(?:K )?A=[-\w]+:(\S+) S=\d+`)
 
 // parseExim reads Exim's "ID <= SENDER H=... [ADDR]:PORT P=esmtpa
 // A=AUTHENTICATOR:USER S=SIZE ...". The line does not count recipients

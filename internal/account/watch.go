@@ -149,10 +149,10 @@ func (w *Watch) submit(ev Event, now int64) {
 	}
 	if ev.Rcpt > 0 { // Exim: the line is the whole story
 		a.add(send{T: now, Msgs: 1, Rcpt: int32(ev.Rcpt), Addr: ev.Addr})
+		w.check(ev.User, a, ev.Addr, now)
 		if a.isHeld() {
 			a.heldQueue(ev.QueueID)
 		}
-		w.check(ev.User, a, ev.Addr, now)
 		return
 	}
 	e, seen := w.join.get(ev.QueueID)
@@ -178,6 +178,9 @@ func (w *Watch) submit(ev Event, now int64) {
 	}
 	a.add(s)
 	w.check(ev.User, a, ev.Addr, now)
+	if a.isHeld() { // this message tipped it
+		a.heldQueue(ev.QueueID)
+	}
 }
 
 // queued adds the recipients qmgr counted to the message's account. qmgr
