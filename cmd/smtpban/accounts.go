@@ -122,7 +122,8 @@ func runAccountShow(ctx context.Context, e *env, args []string) error {
 		w.Flush()
 	}
 	if len(d.Banned) > 0 {
-		fmt.Fprintf(out, "  banned:     %s\n", joinAddrs(d.Banned, 20))
+		// Asked of the ban manager; it refuses protected addresses (see smtpband's log, smtpban bans).
+		fmt.Fprintf(out, "  bans asked: %s\n", joinAddrs(d.Banned, 20))
 	}
 	if len(d.HeldIDs) > 0 {
 		fmt.Fprintf(out, "  held mail:  %s\n", strings.Join(d.HeldIDs, " "))
@@ -177,7 +178,7 @@ func runAccountRelease(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, c)
 	}
 	if len(r.Banned) > 0 {
-		fmt.Fprintf(e.stdout, "# addresses banned for it stay banned (smtpban unban ADDR): %s\n", joinAddrs(r.Banned, 20))
+		fmt.Fprintf(e.stdout, "# bans asked for it stay (protected addresses were refused; smtpban bans -jail account, smtpban unban ADDR): %s\n", joinAddrs(r.Banned, 20))
 	}
 	return nil
 }

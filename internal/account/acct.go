@@ -131,13 +131,46 @@ func (a *acct) useNet(n netip.Prefix, t int64) {
 // window holds an account's figures over a span ending now.
 type window struct {
 	msgs, rcpt int
-	addrs      map[netip.Addr]struct{}
-	nets       map[netip.Prefix]struct{}
+	addrs      set[netip.Addr]
+	nets       set[netip.Prefix]
 	newNetMsgs int
 }
 
+// set is a small set: a slice while it is small (an account uses a
+// handful of addresses; no map to make on the policy path), a map beyond.
+type set[T comparable] struct {
+	s []T
+	m map[T]struct{}
+}
+
+func (s *set[T]) add(v T) {
+	if s.m != nil {
+		s.m[v] = struct{}{}
+		return
+	}
+	if slices.Contains(s.s, v) {
+		return
+	}
+	if len(s.s) < 16 {
+		s.s = append(s.s, v)
+		return
+	}
+	s.m = make(map[T]struct{}, 2*len(s.s))
+	for _, x := range s.s {
+		s.m[x] = struct{}{}
+	}
+	s.m[v] = struct{}{}
+}
+
+func (s *set[T]) len() int {
+	if s.m != nil {
+		return len(s.m)
+	}
+	return len(s.s)
+}
+
 func (a *acct) window(since int64, learn bool) window {
-	w := window{addrs: map[netip.Addr]struct{}{}, nets: map[netip.Prefix]struct{}{}}
+	var w window
 	i, _ := slices.BinarySearchFunc(a.Sends, since, func(s send, t int64) int {
 		if s.T < t {
 			return -1
@@ -153,9 +186,9 @@ func (a *acct) window(since int64, learn bool) window {
 		if s.Msgs == 0 || !s.Addr.IsValid() {
 			continue
 		}
-		w.addrs[s.Addr] = struct{}{}
+		w.addrs.add(s.Addr)
 		n := Network(s.Addr)
-		w.nets[n] = struct{}{}
+		w.nets.add(n)
 		// New: first used within this window, not in the span before it.
 		if learn {
 			if ns, ok := a.Nets[n]; ok && ns.First >= since {
@@ -179,10 +212,10 @@ func (a *acct) over(lim Limits, now int64) (Alert, bool) {
 		return mk(LimitMessagesPerHour, h.msgs, lim.MessagesPerHour, "1h")
 	case lim.RecipientsPerHour > 0 && h.rcpt > lim.RecipientsPerHour:
 		return mk(LimitRecipientsPerHour, h.rcpt, lim.RecipientsPerHour, "1h")
-	case lim.AddressesPerHour > 0 && len(h.addrs) > lim.AddressesPerHour:
-		return mk(LimitAddressesPerHour, len(h.addrs), lim.AddressesPerHour, "1h")
-	case lim.NetworksPerHour > 0 && len(h.nets) > lim.NetworksPerHour:
-		return mk(LimitNetworksPerHour, len(h.nets), lim.NetworksPerHour, "1h")
+	case lim.AddressesPerHour > 0 && h.addrs.len() > lim.AddressesPerHour:
+		return mk(LimitAddressesPerHour, h.addrs.len(), lim.AddressesPerHour, "1h")
+	case lim.NetworksPerHour > 0 && h.nets.len() > lim.NetworksPerHour:
+		return mk(LimitNetworksPerHour, h.nets.len(), lim.NetworksPerHour, "1h")
 	case learn && h.newNetMsgs > lim.NewNetworkMessages:
 		return mk(LimitNewNetwork, h.newNetMsgs, lim.NewNetworkMessages, "1h")
 	}

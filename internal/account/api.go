@@ -74,7 +74,7 @@ func (w *Watch) summary(u string, a *acct, now int64) Summary {
 	}
 	return Summary{
 		User: u, MessagesHour: h.msgs, MessagesDay: d.msgs, RecipientsHour: h.rcpt, RecipientsDay: d.rcpt,
-		AddressesHour: len(h.addrs), AddressesDay: len(d.addrs),
+		AddressesHour: h.addrs.len(), AddressesDay: d.addrs.len(),
 		Failing: len(a.failing(now, w.set.GuessWindow.Nanoseconds())),
 		Held:    a.Held, HeldSince: a.heldSince(), HeldWhy: a.HeldWhy, Action: act,
 	}
