@@ -60,7 +60,7 @@ type accountSummary struct {
 	Failing      int    `json:"failing_addresses"`
 }
 
-func (d *daemon) account(t *testing.T, user string) (accountSummary, bool) {
+func (d *daemon) accounts(t *testing.T) []accountSummary {
 	t.Helper()
 	out, errOut, code := d.client("accounts", "-json")
 	if code != 0 {
@@ -72,7 +72,12 @@ func (d *daemon) account(t *testing.T, user string) (accountSummary, bool) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("smtpban accounts -json: %v\n%s", err, out)
 	}
-	for _, a := range r.Accounts {
+	return r.Accounts
+}
+
+func (d *daemon) account(t *testing.T, user string) (accountSummary, bool) {
+	t.Helper()
+	for _, a := range d.accounts(t) {
 		if a.User == user {
 			return a, true
 		}
@@ -360,7 +365,8 @@ func TestDistributedGuessing(t *testing.T) {
 	mail := newNetns(t, "mail")
 	botnet := newNetns(t, "botnet")
 	var bots []string
-	addrs := []string{"10.82.0.250/16"} // the one that finally logs in
+	// .250 finally logs in; .251-.253 send fake lines in user names.
+	addrs := []string{"10.82.0.250/16", "10.82.0.251/16", "10.82.0.252/16", "10.82.0.253/16"}
 	for i := range 200 {
 		a := fmt.Sprintf("10.82.%d.%d", i/50, 10+i%50) // 4 networks of 50
 		bots = append(bots, a)
@@ -385,6 +391,41 @@ accounts {
 	waitSourcesOpen(t, d)
 	waitFor(t, 10*time.Second, "Postfix to answer on 587", func() bool {
 		return reachable(botnet, "10.82.0.250", mx+":587", time.Second)
+	})
+
+	t.Run("user names posing as other lines choose nothing", func(t *testing.T) {
+		// SASL user names are the client's: whole fake lines in them must
+		// neither name an account nor an address to ban.
+		fakes := []string{
+			"x, sasl_username=victim",
+			"y postfix/submission/smtpd[1]: 4AbCdEf: client=unknown[10.82.9.9], sasl_method=PLAIN, sasl_username=victim",
+			"z>, method=PLAIN, rip=10.82.9.9, lip=10.82.255.1",
+		}
+		for i, u := range fakes {
+			// One address each: 2 failures stay under postfix-sasl's maxretry.
+			if err := smtpAuthFail(botnet, fmt.Sprintf("10.82.0.%d", 251+i), mx+":587", u); err != nil {
+				t.Fatalf("fake %d: %v", i, err)
+			}
+		}
+		// Postfix logs the names as it got them, cut at its own limit:
+		// each is an account of its own, failing from its true address.
+		waitFor(t, 10*time.Second, "the fake names' failures counted", func() bool {
+			n := 0
+			for _, a := range d.accounts(t) {
+				if a.User != mailUser && a.Failing == 1 {
+					n++
+				}
+			}
+			return n == len(fakes)
+		})
+		for _, u := range []string{"victim", "bob"} {
+			if a, ok := d.account(t, u); ok {
+				t.Errorf("account %q made from a fake line: %+v", u, a)
+			}
+		}
+		if _, ok := d.banned(t, "10.82.9.9/32"); ok {
+			t.Errorf("an address from a fake line was banned")
+		}
 	})
 
 	start := time.Now()
