@@ -86,6 +86,16 @@ func newAcct(now int64) *acct {
 func (a *acct) isHeld() bool { return a.Held }
 
 func (a *acct) add(s send) {
+	// Drop what is past the day as it goes: a busy account's sends must
+	// not wait for the sweep.
+	if len(a.Sends) > 0 && a.Sends[0].T < s.T-int64(day) {
+		i := 0
+		for i < len(a.Sends) && a.Sends[i].T < s.T-int64(day) {
+			i++
+		}
+		// Resliced, not copied: append moves the live ones when it grows.
+		a.Sends = a.Sends[i:]
+	}
 	if len(a.Sends) >= maxSends {
 		a.Sends = slices.Delete(a.Sends, 0, len(a.Sends)/4)
 	}
@@ -169,7 +179,10 @@ func (s *set[T]) len() int {
 	return len(s.s)
 }
 
-func (a *acct) window(since int64, learn bool) window {
+// window sums a's sends since since; distinct: the addresses and
+// networks too (the day's limit needs only the sums: cheap on the policy
+// path).
+func (a *acct) window(since int64, learn, distinct bool) window {
 	var w window
 	i, _ := slices.BinarySearchFunc(a.Sends, since, func(s send, t int64) int {
 		if s.T < t {
@@ -183,7 +196,7 @@ func (a *acct) window(since int64, learn bool) window {
 	for _, s := range a.Sends[i:] {
 		w.msgs += int(s.Msgs)
 		w.rcpt += int(s.Rcpt)
-		if s.Msgs == 0 || !s.Addr.IsValid() {
+		if !distinct || s.Msgs == 0 || !s.Addr.IsValid() {
 			continue
 		}
 		w.addrs.add(s.Addr)
@@ -203,7 +216,7 @@ func (a *acct) window(since int64, learn bool) window {
 func (a *acct) over(lim Limits, now int64) (Alert, bool) {
 	hour := now - int64(time.Hour)
 	learn := lim.NewNetworkMessages > 0 && now-a.Created >= int64(learnTime)
-	h := a.window(hour, learn)
+	h := a.window(hour, learn, true)
 	mk := func(name string, v, max int, win string) (Alert, bool) {
 		return Alert{Limit: name, Value: v, Max: max, Window: win}, true
 	}
@@ -220,7 +233,7 @@ func (a *acct) over(lim Limits, now int64) (Alert, bool) {
 		return mk(LimitNewNetwork, h.newNetMsgs, lim.NewNetworkMessages, "1h")
 	}
 	if lim.MessagesPerDay > 0 {
-		d := a.window(now-int64(day), false)
+		d := a.window(now-int64(day), false, false)
 		if d.msgs > lim.MessagesPerDay {
 			return mk(LimitMessagesPerDay, d.msgs, lim.MessagesPerDay, "24h")
 		}

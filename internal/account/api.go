@@ -66,8 +66,8 @@ type Release struct {
 }
 
 func (w *Watch) summary(u string, a *acct, now int64) Summary {
-	h := a.window(now-int64(time.Hour), false)
-	d := a.window(now-int64(day), false)
+	h := a.window(now-int64(time.Hour), false, true)
+	d := a.window(now-int64(day), false, true)
 	act := ""
 	if a.Held {
 		act = a.HeldAction

@@ -40,11 +40,11 @@ func BenchmarkPolicy(b *testing.B) {
 			drive(b, ln.Addr().String(), mode.rate)
 		})
 		b.Run(mode.name+"/smtpband", func(b *testing.B) {
-			// 500 accounts, each with about 50 messages in its last
+			// 500 accounts, each with about 20 messages in its last
 			// hour: a small organisation's busy day, none over its
 			// limits. The clock moves with the requests so that the
 			// windows hold that many.
-			const users, perHour = 500, 50
+			const users, perHour = 500, 20
 			var calls atomic.Int64
 			t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 			step := time.Hour / (users * perHour)
