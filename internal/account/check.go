@@ -13,6 +13,9 @@ type Request struct {
 	State    string // protocol_state: RCPT, DATA, END-OF-MESSAGE...
 	Instance string // one message within a session
 	QueueID  string // empty on the first recipient
+	// Recipients is recipient_count: 0 at RCPT, the message's
+	// recipients at END-OF-MESSAGE.
+	Recipients int
 }
 
 // Verdict is the policy answer for a request.
@@ -49,6 +52,14 @@ func (w *Watch) Check(r Request) Verdict {
 		} else if a.banOnce(r.Addr) {
 			w.queue(job{ban: []netip.Addr{r.Addr}})
 		}
+		a.heldQueue(r.QueueID)
+	}
+	// Asked at the end of data instead (smtpd_end_of_data_restrictions):
+	// the whole message at once, unless RCPT already counted it.
+	if r.State == "END-OF-MESSAGE" && !a.isHeld() && a.newInstance(r.Instance) {
+		a.addCredit(now)
+		a.add(send{T: now, Msgs: 1, Rcpt: int32(max(r.Recipients, 1)), Addr: r.Addr})
+		w.check(r.User, a, r.Addr, now)
 		a.heldQueue(r.QueueID)
 	}
 	if !a.isHeld() {

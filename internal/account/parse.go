@@ -309,10 +309,24 @@ func parseDovecot(m string) (Event, bool) {
 // with a client certificate's DN=, which the client writes).
 var eximArrival = regexp.MustCompile(`^(\S+) <= [^\s"]+ (?:R=\S+ )?(?:U=\S+ )?H=(?:[^\s\[(]+ )?(?:\([^\s()]*\) )?\[([0-9A-Fa-f.:]+)\](?::\d+)? (?:I=\[[0-9A-Fa-f.:]+\](?::\d+)? )?P=\w+ (?:X=\S+ )?(?:CV=\w+ )?(?:K )?A=[-\w]+:(\S+) S=\d+`)
 
+// eximAuthFail is Exim's "AUTHENTICATOR authenticator failed for
+// [NAME ](HELO) [ADDR]:PORT[ I=[LOCAL]:PORT]: 535 Incorrect authentication
+// data (set_id=USER)". HELO may hold no space or parenthesis; USER is the
+// client's and last.
+var eximAuthFail = regexp.MustCompile(`^[-\w]+ authenticator failed for (?:[^\s\[(]+ )?(?:\([^\s()]*\) )?\[([0-9A-Fa-f.:]+)\](?::\d+)?(?: I=\[[0-9A-Fa-f.:]+\](?::\d+)?)?: 535 Incorrect authentication data \(set_id=(.+)\)$`)
+
 // parseExim reads Exim's "ID <= SENDER H=... [ADDR]:PORT P=esmtpa
 // A=AUTHENTICATOR:USER S=SIZE ...". The line does not count recipients
 // (only with +received_recipients): each message counts as one.
 func parseExim(m string) (Event, bool) {
+	if f := eximAuthFail.FindStringSubmatch(m); f != nil {
+		a, err := netip.ParseAddr(f[1])
+		u, ok := user(f[2])
+		if err != nil || !ok {
+			return Event{}, false
+		}
+		return Event{Kind: Fail, User: u, Addr: a.Unmap()}, true
+	}
 	g := eximArrival.FindStringSubmatch(m)
 	if g == nil {
 		return Event{}, false

@@ -465,3 +465,21 @@ func TestHeldQueueIDs(t *testing.T) {
 		t.Errorf("queue IDs %v, want [Q2 Q3]", r.QueueIDs)
 	}
 }
+
+// TestPolicyEndOfData: asked at the end of data, the service counts the
+// message with its recipients; asked at RCPT as well, once.
+func TestPolicyEndOfData(t *testing.T) {
+	h := newHarness(t, limited(Limits{RecipientsPerHour: 10}))
+	addr := netip.MustParseAddr("192.0.2.1")
+	if v := h.w.Check(Request{User: "alice", Addr: addr, State: "END-OF-MESSAGE", Instance: "i1", Recipients: 6}); v.Held {
+		t.Fatal("held at 6 recipients")
+	}
+	h.w.Check(Request{User: "alice", Addr: addr, State: "RCPT", Instance: "i2"})
+	h.w.Check(Request{User: "alice", Addr: addr, State: "END-OF-MESSAGE", Instance: "i2", Recipients: 1})
+	if s := h.summary(t, "alice"); s.MessagesHour != 2 || s.RecipientsHour != 7 {
+		t.Fatalf("summary %+v, want 2 messages, 7 recipients", s)
+	}
+	if v := h.w.Check(Request{User: "alice", Addr: addr, State: "END-OF-MESSAGE", Instance: "i3", Recipients: 4}); !v.Held {
+		t.Errorf("11 recipients not held")
+	}
+}

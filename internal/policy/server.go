@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,6 +185,7 @@ func (s *Server) answer(req *Request) string {
 	}
 	v := s.check.Check(account.Request{
 		User: req.User, Addr: req.Addr, State: req.State, Instance: req.Instance, QueueID: req.QueueID,
+		Recipients: req.Recipients,
 	})
 	if !v.Held {
 		return "action=DUNNO\n\n"
@@ -204,12 +206,13 @@ func (s *Server) answer(req *Request) string {
 
 // Request is the attributes of one policy request that matter here.
 type Request struct {
-	Request  string
-	State    string
-	User     string
-	Addr     netip.Addr
-	Instance string
-	QueueID  string
+	Request    string
+	State      string
+	User       string
+	Addr       netip.Addr
+	Instance   string
+	QueueID    string
+	Recipients int
 }
 
 var errMalformed = errors.New("malformed request")
@@ -272,6 +275,11 @@ func readRequest(r *bufio.Reader, req *Request, started func()) error {
 			req.Instance = string(value)
 		case "queue_id":
 			req.QueueID = string(value)
+		case "recipient_count":
+			n, err := strconv.Atoi(string(value))
+			if err == nil && n >= 0 && n <= 1<<20 {
+				req.Recipients = n
+			}
 		}
 	}
 }
