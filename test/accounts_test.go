@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -260,6 +261,18 @@ account "*" {
 			t.Errorf("smtpban account show: exit %d %s\n%s", code, errOut, show)
 		}
 		t.Logf("smtpban accounts:\n%s\nsmtpban account show alice:\n%s", out, show)
+	})
+	top := t // the restarted daemon lives as long as the whole test
+	t.Run("the hold survives kill -9", func(t *testing.T) {
+		d.kill(syscall.SIGKILL)
+		d = startDaemon(top, config, filepath.Join(m.dir, "smtpband.sock"), mail.exec()...)
+		if a, _ := d.account(t, mailUser); !a.Held || a.MessagesHour != 6 {
+			t.Errorf("after kill -9 and restart: %+v, want held with 6 messages", a)
+		}
+		show, _, _ := d.client("account", "show", mailUser, "-json")
+		if !strings.Contains(show, `"limit": "messages_per_hour"`) {
+			t.Errorf("the alert is gone after restart:\n%s", show)
+		}
 	})
 	t.Run("alice is held too until released", func(t *testing.T) {
 		s := "while-held-" + uniq()

@@ -89,6 +89,11 @@ func (w *Watch) do(ctx context.Context, j job) {
 		}
 	}
 	if j.alert != nil {
+		// The hold is saved now, not at the next tick: a crash right
+		// after a trip must not release the account.
+		if err := w.Save(); err != nil {
+			w.log.Error("save accounts", "err", err)
+		}
 		w.runHook(ctx, v)
 	}
 }
