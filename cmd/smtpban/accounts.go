@@ -64,6 +64,10 @@ func runAccount(ctx context.Context, e *env, args []string) error {
 		return usagef("account: say show or release, and the account")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help":
+		// The command's own usage, as every command prints for -h.
+		_, err := parse(e.flags("account"), args)
+		return err
 	case "show":
 		return runAccountShow(ctx, e, args[1:])
 	case "release":
