@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,8 +92,7 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("policy service: listen on %s: %w", s.listen, err)
 	}
 	if network == "unix" {
-		// Postfix's smtpd runs as postfix: it must reach the socket.
-		if err := os.Chmod(addr, 0o666); err != nil {
+		if err := s.socketMode(addr); err != nil {
 			ln.Close()
 			return fmt.Errorf("policy socket %s: %w", addr, err)
 		}
@@ -291,4 +291,20 @@ func indexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
+}
+
+// socketMode lets Postfix's smtpd (group postfix) and nobody else reach
+// the socket: whoever can ask can make counts for any name. Without a
+// postfix group, or without the right to give the socket to it, the
+// socket is 0666, like the TCP port on loopback, and the log says so.
+func (s *Server) socketMode(path string) error {
+	g, err := user.LookupGroup("postfix")
+	if err == nil {
+		gid, _ := strconv.Atoi(g.Gid)
+		if err = os.Chown(path, -1, gid); err == nil {
+			return os.Chmod(path, 0o660)
+		}
+	}
+	s.log.Warn("policy socket open to every local user: it could not be given to group postfix", "path", path, "err", err)
+	return os.Chmod(path, 0o666)
 }

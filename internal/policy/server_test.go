@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,5 +203,27 @@ func TestManyClients(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestSocketMode: the Unix socket is for Postfix's group only, where
+// there is one and we may give it the socket.
+func TestSocketMode(t *testing.T) {
+	g, err := user.LookupGroup("postfix")
+	if err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs root and a postfix group (.ci/run installs postfix): %v", err)
+		}
+		t.Skip("needs root and a postfix group")
+	}
+	path := filepath.Join(t.TempDir(), "policy.sock")
+	startServer(t, "unix:"+path, &heldChecker{})
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o660 || fmt.Sprint(st.Gid) != g.Gid {
+		t.Errorf("socket mode %v gid %d, want 0660 and group postfix (%s)", fi.Mode().Perm(), st.Gid, g.Gid)
 	}
 }
