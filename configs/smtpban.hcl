@@ -88,9 +88,10 @@ firewall "nftables" {
 # Compromised accounts. The account watch follows what each authenticated
 # account sends (Postfix's "client=..., sasl_username=" lines joined with
 # qmgr's by queue ID, Exim's "<= ... A=...:user") and who fails to log in
-# as it (Postfix, Dovecot). An account over a limit is held: the addresses
-# that used it in the last hour are banned (ignore-list networks never
-# are: put your offices there), an alert is kept, the hook runs, and the
+# as it (Postfix, Dovecot, Exim). An account over a limit is held: the
+# addresses that used it in the last hour are banned (not those in a
+# network it has used for more than a day, nor ignore-list networks), an
+# alert is kept, the hook runs, and the
 # policy service below answers HOLD for its mail until
 # `smtpban account release USER`. The most specific pattern wins: a name
 # beats a glob, a longer glob a shorter one. 0 turns a limit off.

@@ -241,13 +241,20 @@ func (a *acct) over(lim Limits, now int64) (Alert, bool) {
 	return Alert{}, false
 }
 
-// addrs lists the addresses that sent as a since.
-func (a *acct) addrs(since int64) []netip.Addr {
+// addrs lists the addresses that sent as a since, but for those in a
+// network the account has used since before learnTime: its owner's
+// office or home, which a hold must not cut off (the hold itself stops
+// the mail).
+func (a *acct) addrs(since, now int64) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range a.Sends {
-		if s.T >= since && s.Msgs > 0 && s.Addr.IsValid() && !slices.Contains(out, s.Addr) {
-			out = append(out, s.Addr)
+		if s.T < since || s.Msgs == 0 || !s.Addr.IsValid() || slices.Contains(out, s.Addr) {
+			continue
 		}
+		if n, ok := a.Nets[Network(s.Addr)]; ok && n.First < now-int64(learnTime) {
+			continue
+		}
+		out = append(out, s.Addr)
 	}
 	return out
 }

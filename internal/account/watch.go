@@ -258,7 +258,11 @@ func (w *Watch) login(user string, a *acct, addr netip.Addr, now int64) bool {
 // check trips user's limits after a send from addr. The caller holds mu.
 func (w *Watch) check(user string, a *acct, addr netip.Addr, now int64) {
 	if a.isHeld() {
-		// Whoever still sends as a held account is banned too.
+		// Whoever still sends as a held account is banned too, but for
+		// its owner's established networks.
+		if n, ok := a.Nets[Network(addr)]; ok && n.First < now-int64(learnTime) {
+			return
+		}
 		if a.banOnce(addr) {
 			w.queue(job{ban: []netip.Addr{addr}})
 		}
@@ -266,7 +270,7 @@ func (w *Watch) check(user string, a *acct, addr netip.Addr, now int64) {
 	}
 	lim := w.set.For(user)
 	if al, ok := a.over(lim, now); ok {
-		w.trip(user, a, lim, now, al, a.addrs(now-int64(time.Hour)))
+		w.trip(user, a, lim, now, al, a.addrs(now-int64(time.Hour), now))
 	}
 }
 

@@ -483,3 +483,26 @@ func TestPolicyEndOfData(t *testing.T) {
 		t.Errorf("11 recipients not held")
 	}
 }
+
+// TestEstablishedNetworkNotBanned: a hold bans the addresses that sent as
+// the account in the hour, but not those of a network the account has
+// used for more than a day: the owner's office keeps working.
+func TestEstablishedNetworkNotBanned(t *testing.T) {
+	h := newHarness(t, limited(Limits{MessagesPerHour: 3}))
+	h.clock.t = h.clock.t.Add(-48 * time.Hour)
+	h.submit("OLD", "alice", "192.0.2.1") // the office, two days ago
+	h.clock.t = h.clock.t.Add(48 * time.Hour)
+	h.submit("Q1", "alice", "192.0.2.7") // the office today
+	for i := range 3 {
+		h.submit(fmt.Sprint("S", i), "alice", "203.0.113.9")
+	}
+	if !h.summary(t, "alice").Held {
+		t.Fatal("not held")
+	}
+	h.submit("Q2", "alice", "192.0.2.8") // the office, while held
+	h.work()
+	got := h.banner.list()
+	if !slices.Equal(got, []netip.Addr{netip.MustParseAddr("203.0.113.9")}) {
+		t.Errorf("banned %v, want only 203.0.113.9", got)
+	}
+}
