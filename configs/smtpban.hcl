@@ -84,3 +84,46 @@ firewall "nftables" {
   # How often the kernel's table is checked against the stored bans.
   resync = "10s"
 }
+
+# Compromised accounts. The account watch follows what each authenticated
+# account sends (Postfix's "client=..., sasl_username=" lines joined with
+# qmgr's by queue ID, Exim's "<= ... A=...:user") and who fails to log in
+# as it (Postfix, Dovecot, Exim). An account over a limit is held: the
+# addresses that used it in the last hour are banned (not those in a
+# network it has used for more than a day, nor ignore-list networks), an
+# alert is kept, the hook runs, and the
+# policy service below answers HOLD for its mail until
+# `smtpban account release USER`. The most specific pattern wins: a name
+# beats a glob, a longer glob a shorter one. 0 turns a limit off.
+account "*" {
+  messages_per_hour   = 100
+  messages_per_day    = 500
+  recipients_per_hour = 300
+  addresses_per_hour  = 5 # distinct client addresses sending as the account
+  networks_per_hour   = 3 # distinct /24 (IPv4) or /48 (IPv6)
+  # Messages in one hour from networks the account had not used in
+  # new_network_age (once the account has been followed for a day).
+  new_network_messages = 20
+  new_network_age      = "30d"
+  action               = "hold" # or "defer", "reject" (with text)
+}
+# account "newsletter@example.org" {
+#   messages_per_hour   = 5000
+#   recipients_per_hour = 50000
+# }
+
+# accounts {
+#   sources         = ["mail"]  # default: the sources the jails read
+#   ban_time        = "1d"      # how long a held account's addresses are banned
+#   guess_addresses = 30        # distinct addresses failing as one account...
+#   guess_window    = "1d"      # ...within this: all banned; a later login from their networks holds it
+#   hook            = ["/usr/local/sbin/account-alert"] # gets the alert as JSON on stdin
+#   hook_timeout    = "10s"
+#   max_accounts    = 100000
+# }
+
+# The Postfix policy service that holds a held account's mail at once, and
+# counts in real time. See README "Compromised accounts" for main.cf.
+# policy {
+#   listen = "127.0.0.1:10040" # or "unix:/run/smtpban/policy.sock"
+# }

@@ -54,6 +54,8 @@ func commands() []command {
 		{"ban", "[-jail J] [-for DUR] [-json] ADDR|PREFIX", "ban by hand (DUR like 90m, 12h, 2d, 1w)", runBan},
 		{"unban", "[-jail J] [-json] ADDR|PREFIX | -all", "lift bans and say which", runUnban},
 		{"allow", "[-for DUR] [-json] ADDR|PREFIX | -list [-json] [-utc] | -remove ADDR|PREFIX", "the runtime allow list; allowing lifts bans", runAllow},
+		{"accounts", "[-json] [-utc]", "accounts: messages, recipients, addresses in the last hour and day, held or not", runAccounts},
+		{"account", "show [-json] [-utc] USER | release [-json] USER", "one account in detail; lift its hold (prints the postsuper line)", runAccount},
 		{"reload", "[-json]", "re-read the config; an invalid one is rejected and the running one stays", runReload},
 		{"check", "[-json] [FILE]", "check a config without a daemon", runCheck},
 		{"replay", "[-jail NAME]... [-json] [-format F] [-missed] FILE|-... | -journal [-since 7d]", "run the jails over log files (.gz, - for stdin) or the journal, offline", runReplay},

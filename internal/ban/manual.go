@@ -28,7 +28,7 @@ func (m *Manager) Ban(ctx context.Context, p netip.Prefix, jail string, d time.D
 	p = Normalize(p)
 	if jail == "" {
 		jail = Manual
-	} else if m.policy.Jails[jail] == nil {
+	} else if m.policy.Jails[jail] == nil && jail != Account {
 		return state.Ban{}, fmt.Errorf("%w: %q", ErrNoJail, jail)
 	}
 	if d <= 0 {

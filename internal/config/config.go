@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"smtpban/internal/account"
 	"smtpban/internal/logline"
 	"smtpban/jails"
 )
@@ -33,6 +34,12 @@ type Config struct {
 	Sources    []Source
 	Jails      []*jails.Jail // every jail, enabled or not
 	Firewall   Firewall
+	// Accounts is the account watch's configuration; nil (no account,
+	// accounts or policy block) turns it off.
+	Accounts *account.Settings
+	// Policy is where the Postfix policy service listens: "host:port" or
+	// "unix:/path"; "" serves none.
+	Policy string
 }
 
 // Source is a `source "file"|"journal" "NAME" {}` block.

@@ -47,6 +47,9 @@ var mainSchema = &hcl.BodySchema{
 		{Type: "source", LabelNames: []string{"kind", "name"}},
 		{Type: "jail", LabelNames: []string{"name"}},
 		{Type: "firewall", LabelNames: []string{"kind"}},
+		{Type: "account", LabelNames: []string{"pattern"}},
+		{Type: "accounts"},
+		{Type: "policy"},
 	},
 }
 
@@ -71,6 +74,11 @@ type loader struct {
 	defs       []*jailDef // the jails kept, for checks across blocks
 
 	syntaxErrors bool // some file could not be decoded
+
+	accountDefs     map[string]hcl.Range // account blocks by pattern
+	accountsAt      *hcl.Range
+	accountSourceAt []hcl.Range
+	policyAt        *hcl.Range
 }
 
 // sourceRef is a jail's use of a source name, checked once every file is in.
@@ -98,11 +106,13 @@ func Load(path string) (*Config, Diagnostics) {
 			MaxWindows: jails.DefaultMaxKeys,
 			Firewall:   defaultFirewall("nftables"),
 		},
-		sourceDefs: map[string]hcl.Range{},
-		jailDefs:   map[string]hcl.Range{},
+		sourceDefs:  map[string]hcl.Range{},
+		jailDefs:    map[string]hcl.Range{},
+		accountDefs: map[string]hcl.Range{},
 	}
 	l.loadMain(path)
 	l.checkRefs()
+	l.checkAccounts()
 	l.checkKeys()
 	l.cfg.Files = l.files
 	sortDiagnostics(l.diags, l.files)
@@ -201,6 +211,12 @@ func (l *loader) blocks(bs hcl.Blocks) {
 			l.jail(b)
 		case "firewall":
 			l.firewallBlock(b)
+		case "account":
+			l.accountBlock(b)
+		case "accounts":
+			l.accountsBlock(b)
+		case "policy":
+			l.policyBlock(b)
 		}
 	}
 }

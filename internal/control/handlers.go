@@ -29,6 +29,13 @@ func badRequest(format string, args ...any) error {
 	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
+// route is one endpoint; change: only for callers allowed to change things.
+type route struct {
+	method, path string
+	change       bool
+	h            apiFunc
+}
+
 // apiFunc handles one endpoint: a value to send as JSON, or an error.
 type apiFunc func(r *http.Request) (any, error)
 
@@ -36,11 +43,7 @@ type apiFunc func(r *http.Request) (any, error)
 // credentials in each request's context; without them changes are refused.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	routes := []struct {
-		method, path string
-		change       bool
-		h            apiFunc
-	}{
+	routes := []route{
 		{"GET", "/status", false, s.status},
 		{"GET", "/bans", false, s.bans},
 		{"GET", "/show", false, s.show},
@@ -53,6 +56,7 @@ func (s *Server) Handler() http.Handler {
 		{"POST", "/reload", true, s.reload},
 	}
 	s.backupRoutes(mux)
+	routes = append(routes, s.accountRoutes()...)
 	allowed := map[string][]string{}
 	for _, rt := range routes {
 		p := "/" + APIVersion + rt.path

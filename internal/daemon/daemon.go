@@ -19,10 +19,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"smtpban/firewall"
+	"smtpban/internal/account"
 	"smtpban/internal/ban"
 	"smtpban/internal/config"
 	"smtpban/internal/control"
 	"smtpban/internal/metrics"
+	"smtpban/internal/policy"
 	"smtpban/internal/source"
 	"smtpban/jails"
 	"smtpban/state"
@@ -69,6 +71,10 @@ type Daemon struct {
 	fwKind  string
 	bans    *ban.Manager     // the ban path: protection, state, firewall
 	metrics *metrics.Metrics // nil when the config has no metrics address
+	// accounts is the account watch, policy its Postfix policy service;
+	// nil when the config has none.
+	accounts *account.Watch
+	policy   *policy.Server
 
 	reloadReq chan reloadReq
 	probe     chan chan struct{} // the watchdog's, answered by lineLoop
@@ -180,6 +186,7 @@ func New(opts Options) (*Daemon, error) {
 		Origin: opts.Hostname, Metrics: d.metrics,
 	})
 	d.metrics.WatchState(d.stateHealth)
+	d.newAccounts(cfg, store)
 	if err := d.applyConfig(cfg); err != nil {
 		d.close()
 		return nil, err
@@ -230,6 +237,7 @@ func (d *Daemon) applyConfig(cfg *config.Config) error {
 		d.metrics.InitJail(j.Name, d.opts.Hostname)
 	}
 	d.metrics.InitJail(ban.Manual, d.opts.Hostname)
+	d.applyAccounts(cfg)
 	d.counter.SetMaxKeys(cfg.MaxWindows)
 	d.cfg = cfg
 	d.jails = byName
@@ -258,6 +266,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.close()
 	d.started = d.now()
 	if err := d.restore(ctx); err != nil {
+		return err
+	}
+	if err := d.startAccounts(); err != nil {
 		return err
 	}
 	var metricsLn net.Listener
@@ -294,6 +305,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Unlock()
 	g.Go(func() error { return d.lineLoop(gctx, stopSources, srcDone) })
 	g.Go(func() error { return d.housekeeping(gctx) })
+	d.runAccounts(gctx, g.Go)
 	g.Go(func() error {
 		return d.bans.Run(gctx, ban.Timers{Sweep: d.opts.SweepEvery, Retry: d.opts.RetryEvery, Resync: resyncEvery})
 	})

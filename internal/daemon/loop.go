@@ -28,6 +28,7 @@ func (d *Daemon) startSources(parent context.Context) (context.CancelFunc, *sync
 			}
 		}
 	}
+	d.accountSources(used)
 	d.sources = d.sources[:0]
 	var wg sync.WaitGroup
 	for _, sc := range d.cfg.Sources {
@@ -158,6 +159,7 @@ func (d *Daemon) handleLine(l source.Line, decided []jails.Decision, seq uint64)
 		d.decided++
 		seq = d.decided
 	}
+	d.accountLine(&l)
 	d.positions[l.Source] = l.Pos
 	d.dirty = true
 	return decided, seq

@@ -1,0 +1,113 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The account watch's records: one value per account (its counts and
+// hold, encoded by the watch), and its alerts keyed by account name, a NUL
+// and the big-endian time, so one account's alerts are one range, oldest
+// first. The buckets are made at the first write; a database without
+// them has no accounts.
+var (
+	bucketAccounts = []byte("accounts")
+	bucketAlerts   = []byte("account-alerts")
+)
+
+// PutAccounts saves the account records in put and deletes those named in
+// del, in one transaction.
+func (s *Store) PutAccounts(put map[string][]byte, del []string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketAccounts)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketAccounts, err)
+		}
+		for _, u := range del {
+			if err := b.Delete([]byte(u)); err != nil {
+				return fmt.Errorf("delete account %q: %w", u, err)
+			}
+		}
+		for u, v := range put {
+			if u == "" {
+				continue // bbolt refuses empty keys
+			}
+			if err := b.Put([]byte(u), v); err != nil {
+				return fmt.Errorf("put account %q: %w", u, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Accounts returns every saved account record, copied out of the
+// transaction.
+func (s *Store) Accounts() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = bytes.Clone(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func alertKey(user string, at time.Time) []byte {
+	k := append([]byte(user), 0)
+	return binary.BigEndian.AppendUint64(k, uint64(unixNanos(at)))
+}
+
+// PutAlert saves one alert of user at at. Two alerts of one account at
+// the same nanosecond: the later is kept one nanosecond on.
+func (s *Store) PutAlert(at time.Time, user string, v []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketAlerts)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketAlerts, err)
+		}
+		k := alertKey(user, at)
+		for b.Get(k) != nil {
+			at = at.Add(time.Nanosecond)
+			k = alertKey(user, at)
+		}
+		if err := b.Put(k, v); err != nil {
+			return fmt.Errorf("put alert of %q: %w", user, err)
+		}
+		return nil
+	})
+}
+
+// Alerts returns user's last max alerts, newest first.
+func (s *Store) Alerts(user string, max int) ([][]byte, error) {
+	var out [][]byte
+	prefix := append([]byte(user), 0)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlerts)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		// Seek past the range, then walk back.
+		end := append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+		k, v := c.Seek(end)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8 && len(out) < max; k, v = c.Prev() {
+			out = append(out, bytes.Clone(v))
+		}
+		return nil
+	})
+	return out, err
+}
