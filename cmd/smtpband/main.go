@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	uninstall := fs.Bool("uninstall", false, "remove smtpban's nftables table and exit")
 	testOnly := fs.Bool("t", false, "test the config and exit (0: it is valid); systemd runs it before starting")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(stdout, fs)
@@ -57,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "smtpband takes no arguments, got %q\n", fs.Arg(0))
 		usage(stderr, fs)
 		return errUsage
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "smtpband", version)
+		return nil
 	}
 	if *testOnly {
 		return testConfig(stdout, *cfgPath)

@@ -106,3 +106,15 @@ func TestFlags(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestVersion: -version prints the version stamped at build time (make
+// sets it with -ldflags; "dev" here) and starts nothing.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"-version"}, &stdout, &stderr); err != nil {
+		t.Fatalf("smtpband -version: %v\n%s", err, stderr.String())
+	}
+	if got, want := stdout.String(), "smtpband dev\n"; got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+}
