@@ -336,7 +336,7 @@ func TestDebPackage(t *testing.T) {
 	// daemon's state present.
 	const edit = "\n# edited by the admin\n"
 	appendFile(t, r.path("/etc/smtpban/smtpban.hcl"), edit)
-	r.mustSh(t, "install -d -o "+user+" /var/lib/smtpban && touch /var/lib/smtpban/state.db && : > "+systemctlLog)
+	r.mustSh(t, "install -d /var/lib/smtpban && touch /var/lib/smtpban/state.db && : > "+systemctlLog)
 	r.mustSh(t, "dpkg -i /tmp/smtpban.deb")
 	if !strings.HasSuffix(r.read(t, "/etc/smtpban/smtpban.hcl"), edit) {
 		t.Error("the upgrade overwrote the admin's edit of /etc/smtpban/smtpban.hcl")
