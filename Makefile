@@ -13,7 +13,7 @@
 GO      ?= go
 BUILD   ?= build
 DIST    ?= dist
-VERSION ?= $(shell packaging/version.sh)
+VERSION ?= $(shell packaging/version.sh 2>/dev/null)
 GOARCH  ?= $(shell $(GO) env GOARCH)
 # Debian's name for GOARCH where the two differ.
 debarch_386      := i386
@@ -32,17 +32,22 @@ export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date 
 STAGE   := $(BUILD)/deb
 DEB     := $(DIST)/smtpban_$(VERSION)_$(ARCH).deb
 
-.PHONY: all build man deb clean
+.PHONY: all build man deb clean version
 all: build
+
+# Outside a git checkout there is no version to stamp: say so rather than
+# build an unversioned package.
+version:
+	@test -n '$(VERSION)' || { echo 'no VERSION (not a git checkout?): make VERSION=1.2.3 ...' >&2; exit 1; }
 
 # Static (no cgo: no libc to match on the mail host); -s -w: no symbol
 # table or DWARF, as Debian ships binaries stripped.
-build:
+build: version
 	CGO_ENABLED=0 GOARCH=$(GOARCH) $(GO) build -trimpath \
 	  -ldflags '-s -w -X main.version=$(VERSION)' \
 	  -o $(BUILD)/ ./cmd/smtpband ./cmd/smtpban
 
-man:
+man: version
 	install -d $(BUILD)/man
 	$(GO) run ./packaging/mangen -version '$(VERSION)' -date $(DATE) \
 	  -o $(BUILD)/man/smtpband.8 packaging/man/smtpband.8.md

@@ -76,6 +76,7 @@ func TestManAndCompletionMatchBinaries(t *testing.T) {
 	man8 := readFile(t, "man/smtpband.8.md")
 	man1 := readFile(t, "man/smtpban.1.md")
 	completion := readFile(t, "bash-completion/smtpban")
+	runOK(t, exec.Command("bash", "-n", "bash-completion/smtpban"))
 
 	daemonFlags := flagsIn(helpText(smtpband, "-h"))
 	if len(daemonFlags) < 3 {
