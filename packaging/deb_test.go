@@ -172,7 +172,8 @@ chmod 0755 /usr/local/sbin/systemctl
 // group, the unit (enabled, not started; systemd-analyze verify and
 // security), the version both binaries print, `smtpband -t` on the
 // installed config, that an upgrade keeps an edited conffile and restarts
-// only a running daemon, that remove stops it and purge removes the state.
+// only a running daemon, that remove stops it and drops its nftables
+// table, and that purge removes the config and the state.
 //
 // Not tested here: systemd as PID 1 running the unit (no boot in a chroot;
 // systemctl calls are recorded, not carried out), apt resolving Depends
@@ -180,7 +181,7 @@ chmod 0755 /usr/local/sbin/systemctl
 // Debian: the scratch root is this host with its packages.
 func TestDebPackage(t *testing.T) {
 	requireRoot(t)
-	requireTool(t, "make", "dpkg-deb", "dpkg", "lintian", "systemd-analyze", "git")
+	requireTool(t, "make", "dpkg-deb", "dpkg", "lintian", "systemd-analyze", "git", "nft")
 	tmp := t.TempDir()
 	dist := filepath.Join(tmp, "dist")
 	make := exec.Command("make", "-C", "..", "deb", "BUILD="+filepath.Join(tmp, "build"), "DIST="+dist)
@@ -346,8 +347,13 @@ func TestDebPackage(t *testing.T) {
 		t.Errorf("upgrade: want try-restart (a running daemon on the new binary, a stopped one left stopped); systemctl calls:\n%s", calls)
 	}
 
-	// Remove: stopped, binaries gone, config and state kept.
+	// Remove: stopped, its nftables table gone (in the scratch root's own
+	// network namespace), binaries gone, config and state kept.
+	r.mustSh(t, "nft add table inet smtpban && nft add set inet smtpban probe '{ type ipv4_addr; }'")
 	r.mustSh(t, ": > "+systemctlLog+" && dpkg -r smtpban")
+	if out, err := r.sh("nft list table inet smtpban"); err == nil {
+		t.Errorf("remove left the nftables table (and its bans) in the kernel:\n%s", out)
+	}
 	if calls := r.read(t, systemctlLog); !strings.Contains(calls, "stop smtpband.service") {
 		t.Errorf("remove did not stop the daemon; systemctl calls:\n%s", calls)
 	}
