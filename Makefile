@@ -13,8 +13,14 @@
 GO      ?= go
 BUILD   ?= build
 DIST    ?= dist
-VERSION ?= $(shell packaging/version.sh 2>/dev/null)
-GOARCH  ?= $(shell $(GO) env GOARCH)
+# Each computed once (:=), so that every target of one run stamps the same
+# version even if a commit lands meanwhile.
+ifndef VERSION
+VERSION := $(shell packaging/version.sh 2>/dev/null)
+endif
+ifndef GOARCH
+GOARCH  := $(shell $(GO) env GOARCH)
+endif
 # Debian's name for GOARCH where the two differ.
 debarch_386      := i386
 debarch_arm      := armhf
@@ -27,7 +33,10 @@ CHANGED := $(shell git log -1 --format=%cD 2>/dev/null || date -uR)
 COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 # dpkg-deb dates the package's files to the commit, not the build.
-export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+ifndef SOURCE_DATE_EPOCH
+SOURCE_DATE_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+endif
+export SOURCE_DATE_EPOCH
 
 STAGE   := $(BUILD)/deb
 DEB     := $(DIST)/smtpban_$(VERSION)_$(ARCH).deb

@@ -182,6 +182,7 @@ chmod 0755 /usr/local/sbin/systemctl
 func TestDebPackage(t *testing.T) {
 	requireRoot(t)
 	requireTool(t, "make", "dpkg-deb", "dpkg", "lintian", "systemd-analyze", "git", "nft")
+	wantVersion := strings.TrimSpace(runOK(t, exec.Command("./version.sh")))
 	tmp := t.TempDir()
 	dist := filepath.Join(tmp, "dist")
 	make := exec.Command("make", "-C", "..", "deb", "BUILD="+filepath.Join(tmp, "build"), "DIST="+dist)
@@ -201,7 +202,6 @@ func TestDebPackage(t *testing.T) {
 	if want := "smtpban_" + version + "_" + arch + ".deb"; filepath.Base(deb) != want {
 		t.Errorf("package file %s, want %s", filepath.Base(deb), want)
 	}
-	wantVersion := strings.TrimSpace(runOK(t, exec.Command("../packaging/version.sh")))
 	if version != wantVersion || version == "dev" {
 		t.Errorf("Version: %q, want %q (packaging/version.sh)", version, wantVersion)
 	}
