@@ -180,6 +180,7 @@ chmod 0755 /usr/local/sbin/systemctl
 // (the host's nftables and adduser are below the overlay), and a minimal
 // Debian: the scratch root is this host with its packages.
 func TestDebPackage(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	requireTool(t, "make", "dpkg-deb", "dpkg", "lintian", "systemd-analyze", "git", "nft")
 	wantVersion := strings.TrimSpace(runOK(t, exec.Command("./version.sh")))

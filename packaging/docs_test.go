@@ -72,6 +72,7 @@ func completionWords(t *testing.T, completion, re string) []string {
 // completed with its flags. A new flag or command fails this test until
 // the man page and the completion say it.
 func TestManAndCompletionMatchBinaries(t *testing.T) {
+	t.Parallel()
 	smtpband, smtpban := buildBinaries(t)
 	man8 := readFile(t, "man/smtpband.8.md")
 	man1 := readFile(t, "man/smtpban.1.md")
