@@ -57,7 +57,7 @@ func TestUnitSystemdIntegration(t *testing.T) {
 		t.Fatalf("drop-in settings %q: want [Service] and its lines", settings)
 	}
 	// A section given again merges into the first, as a drop-in does.
-	merged := strings.ReplaceAll(string(unit), "/usr/local/sbin/smtpband", filepath.Join(binDir, "smtpband")) + "\n" + strings.Join(settings, "\n") + "\n"
+	merged := strings.ReplaceAll(string(unit), "/usr/sbin/smtpband", filepath.Join(binDir, "smtpband")) + "\n" + strings.Join(settings, "\n") + "\n"
 	tmp := filepath.Join(t.TempDir(), "smtpband.service")
 	writeFile(t, tmp, merged)
 	mu := parseUnit(t, tmp)
