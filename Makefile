@@ -80,6 +80,9 @@ deb: build man
 	install -m 0644 packaging/bash-completion/smtpban $(STAGE)/usr/share/bash-completion/completions/
 	ln -s smtpban $(STAGE)/usr/share/bash-completion/completions/smtpband
 	install -m 0644 packaging/deb/copyright $(STAGE)/usr/share/doc/smtpban/
+	# Alert rules, dashboard and the metrics drop-in, to copy where wanted.
+	install -d $(STAGE)/usr/share/doc/smtpban/examples/monitoring
+	install -m 0644 configs/monitoring/* $(STAGE)/usr/share/doc/smtpban/examples/monitoring/
 	install -D -m 0644 packaging/deb/lintian-overrides $(STAGE)/usr/share/lintian/overrides/smtpban
 	printf 'smtpban (%s) unstable; urgency=medium\n\n  * Built from git commit %s.\n\n -- %s  %s\n' \
 	  '$(VERSION)' '$(COMMIT)' "$$(sed -n 's/^Maintainer: //p' packaging/deb/control.in)" '$(CHANGED)' \

@@ -238,6 +238,8 @@ func TestDebPackage(t *testing.T) {
 		"/usr/share/man/man8/smtpband.8.gz", "/usr/share/man/man1/smtpban.1.gz",
 		"/usr/share/bash-completion/completions/smtpban", "/usr/share/bash-completion/completions/smtpband",
 		"/usr/share/doc/smtpban/copyright", "/usr/share/doc/smtpban/changelog.gz",
+		"/usr/share/doc/smtpban/examples/monitoring/smtpban-alerts.yml",
+		"/usr/share/doc/smtpban/examples/monitoring/smtpband-metrics.conf",
 	}, wantConf...) {
 		if !r.exists(f) {
 			t.Errorf("%s not installed", f)
