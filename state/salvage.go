@@ -128,9 +128,16 @@ func salvage(path string, why error, opts Options, now time.Time) (Recovery, err
 			}
 			rec.Salvaged[string(bucketBans)]++
 		}
-		for _, name := range [][]byte{bucketHistory, bucketWindows, bucketShards, bucketPositions, bucketAllow} {
-			b := tx.Bucket(name)
-			for _, kv := range got.records[string(name)] {
+		for name := range got.records {
+			switch name {
+			case string(bucketMeta), string(bucketBans), string(bucketExpiry):
+				continue // above
+			}
+			b, err := tx.CreateBucketIfNotExists([]byte(name))
+			if err != nil {
+				return err
+			}
+			for _, kv := range got.records[name] {
 				if err := b.Put(kv[0], kv[1]); err != nil {
 					return err
 				}
@@ -220,7 +227,9 @@ func readDamagedGuarded(path string, timeout time.Duration) (got *salvaged) {
 		defer db.Close()
 		clean := true
 		err = db.View(func(tx *bolt.Tx) error {
-			for _, name := range allBuckets {
+			names, listed := salvageBuckets(tx, got)
+			clean = listed
+			for _, name := range names {
 				if !readBucket(tx, name, got) {
 					clean = false
 				}
@@ -336,6 +345,27 @@ func readBucket(tx *bolt.Tx, name []byte, got *salvaged) (clean bool) {
 			return false
 		}
 	}
+}
+
+// salvageBuckets names the buckets to read: ours, and every other one the
+// root still lists (the account watch's, created on first use). Every
+// bucket is walked: bbolt's check runs only when every page read back, and
+// a damaged page in a bucket left unread would fault inside the check,
+// where no recover reaches.
+func salvageBuckets(tx *bolt.Tx, got *salvaged) (names [][]byte, listed bool) {
+	names = slices.Clone(allBuckets)
+	ok, err := guard(func() error {
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if !slices.ContainsFunc(names, func(n []byte) bool { return bytes.Equal(n, name) }) {
+				names = append(names, bytes.Clone(name))
+			}
+			return nil
+		})
+	})
+	if !ok {
+		got.lose("list of buckets: %v", err)
+	}
+	return names, ok
 }
 
 // skipKeys lists keys after last, nearest first, each skipping a wider

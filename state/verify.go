@@ -80,6 +80,14 @@ func verifyGuarded(path string, timeout time.Duration) (err error) {
 		if err := checkRecords(tx); err != nil {
 			return fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
+		// Every page of every bucket is read here, where a fault or a
+		// failed page check is recovered, before bbolt's check, which
+		// runs in a goroutine of its own: a damaged page in a bucket
+		// checkRecords does not decode (the account watch's) killed the
+		// process there.
+		if err := readEveryPage(tx); err != nil {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
 		var errs []error
 		for err := range tx.Check() {
 			if len(errs) < 5 {
@@ -170,5 +178,27 @@ func checkRecords(tx *bolt.Tx) error {
 	return check(bucketShards, func(k, v []byte) error {
 		_, err := decodeShard(nil, k, v)
 		return err
+	})
+}
+
+// readEveryPage visits every key of every bucket, nested ones too.
+func readEveryPage(tx *bolt.Tx) error {
+	var walk func(name []byte, b *bolt.Bucket) error
+	walk = func(name []byte, b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return nil
+			}
+			if nb := b.Bucket(k); nb != nil {
+				return walk(k, nb)
+			}
+			return nil
+		})
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if err := walk(name, b); err != nil {
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
+		return nil
 	})
 }
