@@ -38,6 +38,7 @@ func runUnban(ctx context.Context, e *env, args []string) error {
 	jail := fs.String("jail", "", "lift bans in this jail only")
 	all := fs.Bool("all", false, "lift every ban (in -jail if given)")
 	jsonOut := fs.Bool("json", false, "print JSON")
+	local := fs.Bool("local", false, "lift on this host only; the cluster's other hosts keep the ban")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -53,7 +54,11 @@ func runUnban(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	lifted, err := e.client().Unban(ctx, p, *jail, *all)
+	unban := e.client().Unban
+	if *local {
+		unban = e.client().UnbanLocal
+	}
+	lifted, err := unban(ctx, p, *jail, *all)
 	if err != nil {
 		return err
 	}

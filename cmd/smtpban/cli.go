@@ -52,7 +52,7 @@ func commands() []command {
 		{"status", "[-json] [-utc] [-ack-recovery] [JAIL]", "daemon, jail and source counters; one jail with its banned list", runStatus},
 		{"bans", "[-json] [-utc] [-jail J]", "active bans", runBans},
 		{"ban", "[-jail J] [-for DUR] [-json] ADDR|PREFIX", "ban by hand (DUR like 90m, 12h, 2d, 1w)", runBan},
-		{"unban", "[-jail J] [-json] ADDR|PREFIX | -all", "lift bans and say which", runUnban},
+		{"unban", "[-jail J] [-local] [-json] ADDR|PREFIX | -all", "lift bans (on every host of a cluster, unless -local) and say which", runUnban},
 		{"allow", "[-for DUR] [-json] ADDR|PREFIX | -list [-json] [-utc] | -remove ADDR|PREFIX", "the runtime allow list; allowing lifts bans", runAllow},
 		{"accounts", "[-json] [-utc]", "accounts: messages, recipients, addresses in the last hour and day, held or not", runAccounts},
 		{"account", "show [-json] [-utc] USER | release [-json] USER", "one account in detail; lift its hold (prints the postsuper line)", runAccount},

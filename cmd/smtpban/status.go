@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"smtpban/internal/control"
 )
@@ -64,6 +65,7 @@ func printStatus(e *env, st control.Status, jail string, c clock) error {
 		return err
 	}
 	printState(e, st.State)
+	printCluster(e, st.Cluster)
 	if jail == "" {
 		fmt.Fprintln(e.stdout, "\nFAILING: addresses failing now; FAILURES and BANS: since start")
 		return nil
@@ -99,5 +101,21 @@ func printState(e *env, st *control.StateStatus) {
 	}
 	if len(st.Recovered) > 0 {
 		fmt.Fprintln(e.stdout, "  bans missing from it were re-learnt from the kernel (jail recovered); acknowledge with: smtpban status -ack-recovery")
+	}
+}
+
+// printCluster shows the shared ban list, if there is one.
+func printCluster(e *env, c *control.ClusterStatus) {
+	if c == nil {
+		return
+	}
+	state := "connected"
+	if !c.Connected {
+		state = "DEGRADED (etcd unreachable; bans made here are queued)"
+	}
+	fmt.Fprintf(e.stdout, "\ncluster: host %s, %s, revision %d, %d queued to publish\n", c.Host, state, c.Revision, c.Queued)
+	fmt.Fprintf(e.stdout, "  endpoints %s\n", strings.Join(c.Endpoints, " "))
+	if c.LastError != "" {
+		fmt.Fprintf(e.stdout, "  last error: %s\n", c.LastError)
 	}
 }

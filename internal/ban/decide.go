@@ -71,6 +71,7 @@ func (m *Manager) decide(ctx context.Context, ds []jails.Decision) ([]state.Ban,
 			m.onBan(b)
 		}
 	}
+	m.publish(saved, false)
 	m.apply(ctx, saved, decided)
 	return saved, nil
 }

@@ -78,6 +78,9 @@ type Options struct {
 	// OnBan, if set, is told of each ban as it is saved, in order (replay
 	// prints them).
 	OnBan func(state.Ban)
+	// Publisher, if set, is handed every ban this host makes and every
+	// ban lifted everywhere (the shared ban list). Nil: bans stay here.
+	Publisher Publisher
 }
 
 // Policy is what the config says about who may be banned.
@@ -112,6 +115,7 @@ type Manager struct {
 	met    *metrics.Metrics
 	origin string
 	onBan  func(state.Ban)
+	pub    Publisher
 	queue  chan batch
 	probe  chan chan struct{} // Alive's, answered by Run
 	// done is the sequence number of the last submitted batch whose bans
@@ -137,7 +141,7 @@ type Manager struct {
 func New(o Options) *Manager {
 	m := &Manager{
 		log: o.Logger, now: o.Now, store: o.Store, fw: o.Firewall, met: o.Metrics,
-		origin: o.Origin, onBan: o.OnBan,
+		origin: o.Origin, onBan: o.OnBan, pub: o.Publisher,
 		queue:  make(chan batch, queueLen),
 		probe:  make(chan chan struct{}),
 		allow:  map[netip.Prefix]time.Time{},

@@ -71,6 +71,7 @@ func (m *Manager) Ban(ctx context.Context, p netip.Prefix, jail string, d time.D
 	if len(inner) > 0 {
 		m.lift(ctx, inner)
 	}
+	m.publish(saved, true)
 	m.apply(ctx, saved, now)
 	return saved[0], nil
 }
@@ -100,8 +101,18 @@ func UnbanMatch(p netip.Prefix, jail string, all bool) func(state.Ban) bool {
 }
 
 // Unban lifts every ban match accepts, from state and then the firewall,
-// and returns them. The caller forgets their failure windows.
+// and returns them; with a Publisher, they are lifted everywhere. The
+// caller forgets their failure windows.
 func (m *Manager) Unban(ctx context.Context, match func(state.Ban) bool) ([]state.Ban, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lifted, err := m.unban(ctx, match)
+	m.withdraw(lifted)
+	return lifted, err
+}
+
+// UnbanLocal is Unban on this host only: the shared ban list keeps them.
+func (m *Manager) UnbanLocal(ctx context.Context, match func(state.Ban) bool) ([]state.Ban, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.unban(ctx, match)

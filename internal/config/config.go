@@ -39,7 +39,8 @@ type Config struct {
 	Accounts *account.Settings
 	// Policy is where the Postfix policy service listens: "host:port" or
 	// "unix:/path"; "" serves none.
-	Policy string
+	Policy  string
+	Cluster *Cluster // nil: no cluster block, bans stay on this host
 }
 
 // Source is a `source "file"|"journal" "NAME" {}` block.

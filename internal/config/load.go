@@ -50,6 +50,7 @@ var mainSchema = &hcl.BodySchema{
 		{Type: "account", LabelNames: []string{"pattern"}},
 		{Type: "accounts"},
 		{Type: "policy"},
+		{Type: "cluster", LabelNames: []string{"kind"}},
 	},
 }
 
@@ -70,8 +71,11 @@ type loader struct {
 	sourceDefs map[string]hcl.Range // name label of the first definition
 	jailDefs   map[string]hcl.Range
 	firewall   *hcl.Range
-	refs       []sourceRef
-	defs       []*jailDef // the jails kept, for checks across blocks
+	cluster    *hcl.Range // the cluster block's label, once seen
+	// clusterJails are the ranges of the cluster's jails elements.
+	clusterJails []hcl.Range
+	refs         []sourceRef
+	defs         []*jailDef // the jails kept, for checks across blocks
 
 	syntaxErrors bool // some file could not be decoded
 
@@ -114,6 +118,7 @@ func Load(path string) (*Config, Diagnostics) {
 	l.checkRefs()
 	l.checkAccounts()
 	l.checkKeys()
+	l.checkClusterJails()
 	l.cfg.Files = l.files
 	sortDiagnostics(l.diags, l.files)
 	if l.diags.HasErrors() {
@@ -217,6 +222,8 @@ func (l *loader) blocks(bs hcl.Blocks) {
 			l.accountsBlock(b)
 		case "policy":
 			l.policyBlock(b)
+		case "cluster":
+			l.clusterBlock(b)
 		}
 	}
 }

@@ -20,7 +20,24 @@ type Status struct {
 	Firewall string         `json:"firewall"` // "nftables" or "dryrun"
 	Jails    []JailStatus   `json:"jails"`
 	Sources  []SourceStatus `json:"sources"`
-	State    *StateStatus   `json:"state,omitempty"` // see backup.go
+	State    *StateStatus   `json:"state,omitempty"`   // see backup.go
+	Cluster  *ClusterStatus `json:"cluster,omitempty"` // nil: no shared ban list
+}
+
+// ClusterStatus is the shared ban list as this host sees it.
+type ClusterStatus struct {
+	Host      string   `json:"host"`
+	Endpoints []string `json:"endpoints"`
+	Connected bool     `json:"connected"`
+	Revision  int64    `json:"revision"`
+	Queued    int      `json:"queued"` // changes waiting to be published
+	LastError string   `json:"last_error,omitempty"`
+}
+
+// LocalUnbanner is a Daemon that can lift bans on its host only, leaving
+// them in the shared ban list (`smtpban unban -local`).
+type LocalUnbanner interface {
+	UnbanLocal(ctx context.Context, p netip.Prefix, jail string, all bool) ([]Ban, error)
 }
 
 // JailStatus is one jail's counters.

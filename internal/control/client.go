@@ -164,6 +164,18 @@ func (c *Client) Unban(ctx context.Context, p netip.Prefix, jail string, all boo
 	return r.Lifted, err
 }
 
+// UnbanLocal is Unban on the daemon's host only: the shared ban list
+// keeps the bans.
+func (c *Client) UnbanLocal(ctx context.Context, p netip.Prefix, jail string, all bool) ([]Ban, error) {
+	req := UnbanRequest{Jail: jail, All: all, Local: true}
+	if !all {
+		req.Prefix = p.String()
+	}
+	var r UnbanResponse
+	err := c.do(ctx, http.MethodPost, "/unban", nil, req, &r)
+	return r.Lifted, err
+}
+
 // Allow puts p on the allow list for d (0 = until removed) and returns the
 // bans that lifted.
 func (c *Client) Allow(ctx context.Context, p netip.Prefix, d time.Duration) ([]Ban, error) {

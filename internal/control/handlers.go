@@ -244,7 +244,13 @@ func (s *Server) unban(r *http.Request) (any, error) {
 			return nil, err
 		}
 	}
-	lifted, err := s.d.Unban(r.Context(), p, req.Jail, req.All)
+	var lifted []Ban
+	var err error
+	if lu, ok := s.d.(LocalUnbanner); ok && req.Local {
+		lifted, err = lu.UnbanLocal(r.Context(), p, req.Jail, req.All)
+	} else {
+		lifted, err = s.d.Unban(r.Context(), p, req.Jail, req.All)
+	}
 	if err != nil {
 		return nil, err
 	}

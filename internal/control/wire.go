@@ -27,6 +27,8 @@ type UnbanRequest struct {
 	Prefix string `json:"prefix,omitempty"`
 	Jail   string `json:"jail,omitempty"`
 	All    bool   `json:"all,omitempty"`
+	// Local lifts the bans on this host only, not in the shared ban list.
+	Local bool `json:"local,omitempty"`
 }
 
 // UnbanResponse answers POST /v1/unban with the bans lifted (maybe none).

@@ -54,6 +54,7 @@ func (d *Daemon) Status(ctx context.Context, jail string) (control.Status, error
 		Uptime:   now.Sub(d.started).Round(time.Second).String(),
 		Firewall: d.fwKind,
 		State:    stateSt,
+		Cluster:  d.clusterStatus(),
 	}
 	for _, j := range d.cfg.Jails {
 		if jail != "" && j.Name != jail {
@@ -142,6 +143,18 @@ func (d *Daemon) Ban(ctx context.Context, p netip.Prefix, jail string, dur time.
 // Unban lifts bans and reports which; their failure windows go too.
 func (d *Daemon) Unban(ctx context.Context, p netip.Prefix, jail string, all bool) ([]control.Ban, error) {
 	lifted, err := d.bans.Unban(ctx, ban.UnbanMatch(p, jail, all))
+	if d.cluster != nil && !all && jail == "" {
+		// The key goes even where no ban is held here (refused here
+		// as protected, say): everywhere means everywhere.
+		d.cluster.Withdraw([]netip.Prefix{ban.Normalize(p)})
+	}
+	d.forget(lifted)
+	return apiBans(lifted), err
+}
+
+// UnbanLocal lifts bans on this host only; the shared ban list keeps them.
+func (d *Daemon) UnbanLocal(ctx context.Context, p netip.Prefix, jail string, all bool) ([]control.Ban, error) {
+	lifted, err := d.bans.UnbanLocal(ctx, ban.UnbanMatch(p, jail, all))
 	d.forget(lifted)
 	return apiBans(lifted), err
 }

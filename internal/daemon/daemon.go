@@ -21,6 +21,7 @@ import (
 	"smtpban/firewall"
 	"smtpban/internal/account"
 	"smtpban/internal/ban"
+	"smtpban/internal/cluster"
 	"smtpban/internal/config"
 	"smtpban/internal/control"
 	"smtpban/internal/metrics"
@@ -70,6 +71,8 @@ type Daemon struct {
 	fw      firewall.Backend
 	fwKind  string
 	bans    *ban.Manager     // the ban path: protection, state, firewall
+	cluster *cluster.Node    // the shared ban list; nil without a cluster block
+	peers   []netip.Addr     // the cluster's etcd members, never banned
 	metrics *metrics.Metrics // nil when the config has no metrics address
 	// accounts is the account watch, policy its Postfix policy service;
 	// nil when the config has none.
@@ -153,6 +156,9 @@ func New(opts Options) (*Daemon, error) {
 	for _, dg := range diags {
 		opts.Logger.Warn(dg.String())
 	}
+	if cfg.Cluster != nil && cfg.Cluster.HostName != "" {
+		opts.Hostname = cfg.Cluster.HostName // the origin of this host's bans
+	}
 	d := &Daemon{
 		opts:      opts,
 		log:       opts.Logger,
@@ -181,10 +187,24 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.fw, d.fwKind = fw, kind
-	d.bans = ban.New(ban.Options{
+	node, peers, err := newCluster(cfg, opts, store, d.metrics.Registerer())
+	if err != nil {
+		fw.Close()
+		store.Close()
+		return nil, err
+	}
+	d.cluster, d.peers = node, peers
+	bo := ban.Options{
 		Store: store, Firewall: fw, Logger: opts.Logger, Now: opts.Now,
 		Origin: opts.Hostname, Metrics: d.metrics,
-	})
+	}
+	if node != nil {
+		bo.Publisher = node
+	}
+	d.bans = ban.New(bo)
+	if node != nil {
+		node.SetManager(d.bans)
+	}
 	d.metrics.WatchState(d.stateHealth)
 	d.newAccounts(cfg, store)
 	if err := d.applyConfig(cfg); err != nil {
@@ -224,6 +244,7 @@ func (d *Daemon) applyConfig(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("list the host's own addresses: %w", err)
 	}
+	own = append(own, d.peers...)
 	var enabled []*jails.Jail
 	byName := map[string]*jails.Jail{}
 	for _, j := range cfg.Jails {
@@ -312,6 +333,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.WatchdogEvery > 0 {
 		g.Go(func() error { return d.watchdog(gctx) })
 	}
+	if d.cluster != nil {
+		g.Go(func() error { return d.cluster.Run(gctx) })
+	}
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
@@ -331,6 +355,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 func (d *Daemon) close() {
+	if d.cluster != nil {
+		d.cluster.Close()
+	}
 	if err := d.fw.Close(); err != nil {
 		d.log.Warn("close firewall", keyErr, err)
 	}

@@ -175,6 +175,15 @@ func New(opts Options) *Metrics {
 // Gatherer is the registry, for tests and for serving elsewhere.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
+// Registerer is the registry, for parts that keep their own metrics (the
+// shared ban list); nil when there are no metrics.
+func (m *Metrics) Registerer() prometheus.Registerer {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
+
 // InitJail makes jail's series exist at 0 before its first event, so that
 // rate() and absence alerts work from the start.
 func (m *Metrics) InitJail(jail, origin string) {
