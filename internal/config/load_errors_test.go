@@ -31,7 +31,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "unknown block",
-			files: map[string]string{"smtpban.hcl": "cluster \"etcd\" {\n}\n"},
+			files: map[string]string{"smtpban.hcl": "webhook \"x\" {\n}\n"},
 			want:  []string{"smtpban.hcl:1:1: Unsupported block type"},
 		},
 		{
