@@ -4,7 +4,7 @@
 // steady line rate, and bans in a burst (beside an earlier build's, with
 // -before). It needs root; it never touches the host's ruleset.
 //
-//	daemon -bin DIR -jails configs/jails.d latency|restart|memory|cpu|burst
+//	daemon -bin DIR -jails configs/jails.d latency|restart|memory|cpu|burst|cluster
 package main
 
 import (
@@ -66,8 +66,10 @@ func main() {
 		err = cpu(ctx, o)
 	case "burst":
 		err = burst(ctx, o)
+	case "cluster":
+		err = clusterBench(ctx, o)
 	default:
-		err = fmt.Errorf("usage: daemon [flags] latency|restart|memory|cpu|burst")
+		err = fmt.Errorf("usage: daemon [flags] latency|restart|memory|cpu|burst|cluster")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "daemon:", err)

@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
 
 	"smtpban/state"
 )
@@ -22,8 +23,13 @@ type op struct {
 }
 
 // txnOps bounds the keys in one etcd transaction (the server's default
-// max-txn-ops is 128).
-const txnOps = 100
+// max-txn-ops is 128); flushOps the changes read from the queue at once,
+// whose transactions go out together (txnInFlight at a time).
+const (
+	txnOps      = 100
+	flushOps    = 2000
+	txnInFlight = 8
+)
 
 // Publish queues this host's bans for the shared ban list: the bans of the
 // published jails, and every ban made by hand. It is the ban manager's
@@ -100,7 +106,7 @@ func (n *Node) publishLoop(ctx context.Context) {
 // stops at the first error: the rest waits for the next try, in order.
 func (n *Node) flush(ctx context.Context) {
 	for ctx.Err() == nil {
-		items, err := n.o.Store.Outbox(txnOps)
+		items, err := n.o.Store.Outbox(flushOps)
 		if err != nil {
 			n.log.Error("read publish queue", keyErr, err)
 			return
@@ -168,11 +174,30 @@ func (n *Node) sendDeletes(ctx context.Context, ops []op) error {
 }
 
 // sendPuts writes the bans whose until is later than what their keys
-// hold: it reads the keys, then writes on condition that none changed in
-// between (another host banning the same address), and starts over if
-// one did. When two hosts ban one address, the later until wins.
+// hold. New keys go in one round trip (put if none exists); where one
+// exists, its value is read in that same round trip, and the put is made
+// on condition that no key changed since (another host banning the same
+// address), or started over. When two hosts ban one address, the later
+// until wins.
 func (n *Node) sendPuts(ctx context.Context, ops []op) error {
-	// One op per key: the later until.
+	ops = latest(ops)
+	if len(ops) <= txnOps {
+		return n.sendPutsTxn(ctx, ops)
+	}
+	// Keys are distinct: their transactions may go in any order.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(txnInFlight)
+	for len(ops) > 0 {
+		k := min(len(ops), txnOps)
+		chunk := ops[:k]
+		g.Go(func() error { return n.sendPutsTxn(gctx, chunk) })
+		ops = ops[k:]
+	}
+	return g.Wait()
+}
+
+// latest keeps one op per key: the one with the later until.
+func latest(ops []op) []op {
 	byKey := map[netip.Prefix]int{}
 	var uniq []op
 	for _, o := range ops {
@@ -185,6 +210,10 @@ func (n *Node) sendPuts(ctx context.Context, ops []op) error {
 		byKey[o.Prefix] = len(uniq)
 		uniq = append(uniq, o)
 	}
+	return uniq
+}
+
+func (n *Node) sendPutsTxn(ctx context.Context, uniq []op) error {
 	for attempt := 0; ; attempt++ {
 		done, err := n.tryPuts(ctx, uniq)
 		if err != nil {
@@ -202,17 +231,42 @@ func (n *Node) sendPuts(ctx context.Context, ops []op) error {
 func (n *Node) tryPuts(ctx context.Context, ops []op) (bool, error) {
 	rctx, cancel := context.WithTimeout(ctx, n.o.RequestTimeout)
 	defer cancel()
+	// The common case, keys no host holds: put them all if none exists,
+	// in one round trip; otherwise read them in the same one.
+	now := n.now()
+	var news []clientv3.Cmp
+	var puts []clientv3.Op
 	gets := make([]clientv3.Op, 0, len(ops))
 	for _, o := range ops {
-		gets = append(gets, clientv3.OpGet(banKey(n.keys, o.Prefix)))
+		key := banKey(n.keys, o.Prefix)
+		gets = append(gets, clientv3.OpGet(key))
+		if !o.Value.Until.After(now) {
+			continue
+		}
+		lease, err := n.lease(rctx, o.Value.Until)
+		if err != nil {
+			return false, err
+		}
+		news = append(news, clientv3.Compare(clientv3.Version(key), "=", 0))
+		puts = append(puts, clientv3.OpPut(key, string(mustJSON(o.Value)), clientv3.WithLease(lease)))
 	}
-	got, err := n.cli.Txn(rctx).Then(gets...).Commit()
+	got, err := n.cli.Txn(rctx).If(news...).Then(puts...).Else(gets...).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		n.mu.Lock()
+		clear(n.leases)
+		n.mu.Unlock()
+		return false, nil
+	}
 	if err != nil {
-		return false, fmt.Errorf("read %d keys: %w", len(gets), err)
+		return false, fmt.Errorf("put %d new keys: %w", len(puts), err)
 	}
-	now := n.now()
+	if got.Succeeded {
+		n.met.published.WithLabelValues("put").Add(float64(len(puts)))
+		n.met.published.WithLabelValues("skipped").Add(float64(len(ops) - len(puts)))
+		return true, nil
+	}
 	var cmps []clientv3.Cmp
-	var puts []clientv3.Op
+	puts = puts[:0]
 	skipped := 0
 	for i, o := range ops {
 		key := banKey(n.keys, o.Prefix)

@@ -67,18 +67,36 @@ func (n *Node) watch(ctx context.Context, rev int64) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := n.cli.Watch(wctx, n.keys, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	var evs []*clientv3.Event
 	for wr := range wch {
-		if wr.CompactRevision != 0 {
-			return rev, rpctypes.ErrCompacted
+		// Responses that queued up while the last were applied go
+		// together: one state transaction and one firewall batch for a
+		// burst, not one per etcd transaction.
+		evs = evs[:0]
+		for more := true; more; {
+			if wr.CompactRevision != 0 {
+				n.apply(ctx, evs)
+				return rev, rpctypes.ErrCompacted
+			}
+			if err := wr.Err(); err != nil {
+				n.apply(ctx, evs)
+				return rev, err
+			}
+			evs = append(evs, wr.Events...)
+			rev = max(rev, wr.Header.Revision)
+			select {
+			case next, ok := <-wch:
+				if !ok {
+					more = false
+					break
+				}
+				wr = next
+			default:
+				more = false
+			}
 		}
-		if err := wr.Err(); err != nil {
-			return rev, err
-		}
-		n.apply(ctx, wr.Events)
-		if wr.Header.Revision > rev {
-			rev = wr.Header.Revision
-			n.setRevision(rev)
-		}
+		n.apply(ctx, evs)
+		n.setRevision(rev)
 	}
 	return rev, ctx.Err()
 }
