@@ -27,6 +27,7 @@
 #             (6458f39: the last before the ban manager; empty: this tree alone)
 #   BURST     distinct addresses in one burst (5000)
 #   BURSTS    bursts per build (20; the 6458f39 build takes ~7-17 s each)
+#   CLUSTER_BURST  bans in the cluster's burst, mx1 to mx2 (10000)
 #   OUT       work directory (a new one under /tmp)
 set -euo pipefail
 
@@ -45,6 +46,7 @@ SECS=${SECS:-30}
 BEFORE=${BEFORE-6458f39}
 BURST=${BURST:-5000}
 BURSTS=${BURSTS:-20}
+CLUSTER_BURST=${CLUSTER_BURST:-10000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/smtpban-bench.XXXXXX)}
 BIN=$OUT/bin
@@ -278,5 +280,9 @@ if [ -n "$BEFORE" ]; then
 	before=(-before "$BIN/before")
 fi
 "$BIN/daemon" -bin "$BIN" "${before[@]}" -jails "$ROOT/configs/jails.d" -bans "$BANS" -burst "$BURST" -bursts "$BURSTS" burst
+
+say "cluster: two daemons sharing bans through a real etcd (Debian's etcd-server)"
+command -v /usr/bin/etcd >/dev/null || apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+"$BIN/daemon" -bin "$BIN" -jails "$ROOT/configs/jails.d" -bans "$BANS" -burst "$CLUSTER_BURST" cluster | tee "$OUT/daemon-cluster.out"
 
 say "done; work files in $OUT"
