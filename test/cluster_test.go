@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +68,7 @@ func TestClusterAcrossHosts(t *testing.T) {
 		}
 		t.Skipf("a real etcd is needed: %v", err)
 	}
+	top := t // daemons outlive the subtests
 	ens := newNetns(t, "etcd")
 	mx1 := newNetns(t, "mx1")
 	mx2 := newNetns(t, "mx2")
@@ -83,9 +85,10 @@ func TestClusterAcrossHosts(t *testing.T) {
 		dir := t.TempDir()
 		logPath := filepath.Join(dir, "mail.log")
 		appendLines(t, logPath, "Nov 24 00:00:00 mail postfix/smtpd[1]: daemon started")
+		// The default resync (10 s): a resync of 10,000 bans holds the
+		// ban manager a while, and a race-built one longer.
 		config := writeConfig(t, dir, logPath, fmt.Sprintf(`firewall "nftables" {
   table  = "smtpban"
-  resync = "1s"
 }
 
 cluster "etcd" {
@@ -150,6 +153,90 @@ cluster "etcd" {
 		}
 		if !inKernel(t, mx1, "10.78.2.2") {
 			t.Error("mx1 should hold its ban of 10.78.2.2 (not its own address)")
+		}
+	})
+
+	t.Run("etcd down 10s while mx1 bans: nothing lost", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("etcd is down for 10 s")
+		}
+		e.Stop()
+		down := time.Now()
+		waitFor(t, 5*time.Second, "mx1 degraded", func() bool { return !a.clusterConnected(t) })
+		out, _ := must(t, a, 0, "status")
+		contains(t, "smtpban status on mx1 while etcd is down", out, "DEGRADED")
+		var addrs []string
+		for i := range 20 {
+			addr := fmt.Sprintf("203.0.113.%d", 100+i)
+			addrs = append(addrs, addr)
+			for range 3 {
+				appendLines(t, aLog, saslFailure(addr))
+			}
+			if i == 9 {
+				// Half of them in the queue across a restart of mx1.
+				waitFor(t, 5*time.Second, "mx1 bans "+addr, func() bool { return inKernel(t, mx1, addr) })
+				a.kill(syscall.SIGTERM)
+				a = startDaemon(top, a.config, a.socket, mx1.exec()...)
+				waitSourcesOpen(t, a)
+			}
+		}
+		waitFor(t, 5*time.Second, "mx1 bans all 20 with etcd down", func() bool {
+			got := mx1.run(t, "nft", "list", "table", "inet", "smtpban")
+			for _, addr := range addrs {
+				if !strings.Contains(got, addr) {
+					return false
+				}
+			}
+			return true
+		})
+		time.Sleep(10*time.Second - time.Since(down))
+		if err := e.Members[0].Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "all 20 on mx2 after etcd is back", func() bool {
+			got := mx2.run(t, "nft", "list", "table", "inet", "smtpban")
+			for _, addr := range addrs {
+				if !strings.Contains(got, addr) {
+					return false
+				}
+			}
+			return true
+		})
+		bans := b.clusterBans(t)
+		for _, addr := range addrs {
+			if bans[addr+"/32"].Origin != "mx1" {
+				t.Errorf("mx2's state: %s is %+v, want a ban from mx1", addr, bans[addr+"/32"])
+			}
+		}
+	})
+
+	t.Run("burst of 10,000 on mx1 converges on mx2", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("10,000 bans")
+		}
+		const n = 10000
+		var sb strings.Builder
+		for range 3 {
+			for i := range n {
+				sb.WriteString(saslFailure(fmt.Sprintf("100.%d.%d.%d", 64+i>>16, (i>>8)&0xff, i&0xff)))
+				sb.WriteByte('\n')
+			}
+		}
+		appendLines(t, aLog, strings.TrimSuffix(sb.String(), "\n"))
+		start := time.Now()
+		count := func(ns *netns) int {
+			return strings.Count(ns.run(t, "nft", "list", "set", "inet", "smtpban", "addrs4"), "100.64.")
+		}
+		waitFor(t, 90*time.Second, "10,000 bans in mx2's kernel set", func() bool { return count(mx2) >= n })
+		t.Logf("10,000 bans in mx2's kernel set %v after the write on mx1 (race-built binaries)", time.Since(start).Round(time.Millisecond))
+		from := 0
+		for p, b := range b.clusterBans(t) {
+			if strings.HasPrefix(p, "100.64.") && b.Origin == "mx1" {
+				from++
+			}
+		}
+		if from != n {
+			t.Errorf("mx2's state holds %d of the %d bans from mx1", from, n)
 		}
 	})
 
