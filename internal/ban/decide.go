@@ -71,8 +71,10 @@ func (m *Manager) decide(ctx context.Context, ds []jails.Decision) ([]state.Ban,
 			m.onBan(b)
 		}
 	}
-	m.publish(saved, false)
 	m.apply(ctx, saved, decided)
+	// After the kernel: the queue's write is a disk flush of its own,
+	// which the local ban does not wait for.
+	m.publish(saved, false)
 	return saved, nil
 }
 

@@ -71,8 +71,8 @@ func (m *Manager) Ban(ctx context.Context, p netip.Prefix, jail string, d time.D
 	if len(inner) > 0 {
 		m.lift(ctx, inner)
 	}
-	m.publish(saved, true)
 	m.apply(ctx, saved, now)
+	m.publish(saved, true)
 	return saved[0], nil
 }
 
