@@ -12,6 +12,21 @@ import (
 // bucket is made on first use: a host without a cluster never has one.
 var bucketOutbox = []byte("outbox")
 
+// keyOutboxLen holds the queue's length beside the items (whose keys are
+// 8 bytes; this one sorts after them all).
+var keyOutboxLen = []byte("len")
+
+func outboxLen(b *bolt.Bucket) int {
+	if v := b.Get(keyOutboxLen); len(v) == 8 {
+		return int(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+func setOutboxLen(b *bolt.Bucket, n int) error {
+	return b.Put(keyOutboxLen, binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
 // OutboxItem is one queued change: Seq orders them, Value is the
 // publisher's own encoding.
 type OutboxItem struct {
@@ -37,10 +52,11 @@ func (s *Store) OutboxAppend(values [][]byte, max int) (dropped int, err error) 
 				return fmt.Errorf("put: %w", err)
 			}
 		}
+		n := outboxLen(b) + len(values)
 		c := b.Cursor()
-		for n := b.Stats().KeyN; n > max; n-- {
+		for ; n > max; n-- {
 			k, _ := c.First()
-			if k == nil {
+			if k == nil || len(k) != 8 {
 				break
 			}
 			if err := c.Delete(); err != nil {
@@ -48,7 +64,7 @@ func (s *Store) OutboxAppend(values [][]byte, max int) (dropped int, err error) 
 			}
 			dropped++
 		}
-		return nil
+		return setOutboxLen(b, n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("queue %d changes to publish: %w", len(values), err)
@@ -85,7 +101,7 @@ func (s *Store) OutboxLen() (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketOutbox); b != nil {
-			n = b.Stats().KeyN
+			n = outboxLen(b)
 		}
 		return nil
 	})
@@ -104,12 +120,14 @@ func (s *Store) OutboxDone(seq uint64) error {
 			return nil
 		}
 		c := b.Cursor()
+		n := outboxLen(b)
 		for k, _ := c.First(); k != nil && len(k) == 8 && binary.BigEndian.Uint64(k) <= seq; k, _ = c.First() {
 			if err := c.Delete(); err != nil {
 				return err
 			}
+			n--
 		}
-		return nil
+		return setOutboxLen(b, max(n, 0))
 	})
 	if err != nil {
 		return fmt.Errorf("forget published changes up to %d: %w", seq, err)
