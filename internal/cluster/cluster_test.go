@@ -13,6 +13,7 @@ import (
 
 	"smtpban/internal/ban"
 	"smtpban/jails"
+	"smtpban/state"
 )
 
 func TestBanOnAIsOnBAndUnbanOnBLiftsOnA(t *testing.T) {
@@ -411,4 +412,30 @@ func TestBurstConverges(t *testing.T) {
 		return len(es) >= n
 	})
 	t.Logf("10,000 bans converged on mx2 in %v", time.Since(start))
+}
+
+// TestStartReconciles: at start, other hosts' bans held here whose keys
+// are gone (lifted while this host was down) are lifted; this host's own,
+// under its name or its older one, stay.
+func TestStartReconciles(t *testing.T) {
+	e := startEtcd(t, 1)
+	now := time.Now()
+	seed := []state.Ban{
+		{Prefix: mustPrefix(t, "203.0.113.1"), Jail: "postfix-sasl", Since: now, Until: now.Add(time.Hour), Origin: "mx9"},
+		{Prefix: mustPrefix(t, "203.0.113.2"), Jail: "postfix-sasl", Since: now, Until: now.Add(time.Hour), Origin: "mx2"},
+		{Prefix: mustPrefix(t, "203.0.113.3"), Jail: "postfix-sasl", Since: now, Until: now.Add(time.Hour), Origin: "mail2.example"},
+	}
+	b := newHost(t, "mx2", e.Endpoints(), hostOpts{seed: seed, also: []string{"mail2.example"}})
+	waitFor(t, 3*time.Second, "mx9's stale ban lifted", func() bool { return b.count(t) == 2 })
+	time.Sleep(200 * time.Millisecond)
+	for _, a := range []string{"203.0.113.2", "203.0.113.3"} {
+		bans, _ := b.store.Bans()
+		found := false
+		for _, x := range bans {
+			found = found || x.Prefix == mustPrefix(t, a)
+		}
+		if !found {
+			t.Errorf("this host's own ban of %s was lifted", a)
+		}
+	}
 }

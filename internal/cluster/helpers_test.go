@@ -55,6 +55,8 @@ type host struct {
 type hostOpts struct {
 	own   []netip.Addr
 	jails []string
+	also  []string
+	seed  []state.Ban // in state before the node starts
 }
 
 var testJail = &jails.Jail{Name: "postfix-sasl", BanTime: time.Hour}
@@ -66,10 +68,15 @@ func newHost(t *testing.T, name string, endpoints []string, ho hostOpts) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(ho.seed) > 0 {
+		if _, err := store.PutBans(ho.seed); err != nil {
+			t.Fatal(err)
+		}
+	}
 	h := &host{name: name, store: store, reg: prometheus.NewRegistry()}
 	h.fw = firewall.NewDryRun(log, time.Now, firewall.Limits{MinV4: 16, MinV6: 32})
 	h.opts = Options{
-		Endpoints: endpoints, Prefix: "/smtpban/", Host: name, Jails: ho.jails,
+		Endpoints: endpoints, Prefix: "/smtpban/", Host: name, Jails: ho.jails, Also: ho.also,
 		Store: store, Logger: log, Metrics: h.reg, RequestTimeout: time.Second,
 	}
 	node, err := New(h.opts)

@@ -59,9 +59,13 @@ type Options struct {
 	Endpoints []string
 	Prefix    string // key space, ends in "/"
 	Host      string // this host's name: the origin of its bans
-	TLS       *TLS
-	Username  string
-	Password  string
+	// Also are other names this host's bans may carry (its system host
+	// name, when host_name differs: bans made before it joined). A
+	// re-list never lifts them.
+	Also     []string
+	TLS      *TLS
+	Username string
+	Password string
 	// Jails whose bans are published; nil: all. Bans by hand always are.
 	Jails []string
 	// Manager is set with SetManager when the manager needs the Node

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -209,7 +210,7 @@ func (n *Node) relist(ctx context.Context, why string) (int64, error) {
 	}
 	var gone []netip.Prefix
 	for _, b := range held {
-		if b.Origin != n.o.Host && !present[b.Prefix] {
+		if b.Origin != n.o.Host && !slices.Contains(n.o.Also, b.Origin) && !present[b.Prefix] {
 			gone = append(gone, b.Prefix)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"smtpban/internal/cluster"
 	"smtpban/internal/config"
@@ -23,7 +24,12 @@ func newCluster(cfg *config.Config, opts Options, store *state.Store, met cluste
 	if err != nil {
 		opts.Logger.Warn("cluster: some endpoints did not resolve; they are not protected as peers", keyErr, err)
 	}
+	var also []string
+	if h, err := os.Hostname(); err == nil && h != opts.Hostname {
+		also = append(also, h) // bans made before host_name was set
+	}
 	o := cluster.Options{
+		Also:      also,
 		Endpoints: c.Endpoints, Prefix: c.Prefix, Host: opts.Hostname,
 		Username: c.Username, Password: c.Password, Jails: c.Jails,
 		Store: store, Logger: opts.Logger.With("part", "cluster"), Now: opts.Now, Metrics: met,
