@@ -43,6 +43,18 @@ func (s *Store) OutboxAppend(values [][]byte, max int) (dropped int, err error) 
 		if err != nil {
 			return fmt.Errorf("create bucket: %w", err)
 		}
+		// A salvaged database copies the items but not the bucket's
+		// sequence: new items must still go after the last one.
+		c := b.Cursor()
+		k, _ := c.Last()
+		for k != nil && len(k) != 8 {
+			k, _ = c.Prev()
+		}
+		if k != nil && binary.BigEndian.Uint64(k) > b.Sequence() {
+			if err := b.SetSequence(binary.BigEndian.Uint64(k)); err != nil {
+				return fmt.Errorf("set sequence: %w", err)
+			}
+		}
 		for _, v := range values {
 			seq, err := b.NextSequence()
 			if err != nil {
@@ -53,7 +65,7 @@ func (s *Store) OutboxAppend(values [][]byte, max int) (dropped int, err error) 
 			}
 		}
 		n := outboxLen(b) + len(values)
-		c := b.Cursor()
+		c = b.Cursor()
 		for ; n > max; n-- {
 			k, _ := c.First()
 			if k == nil || len(k) != 8 {

@@ -3,6 +3,8 @@ package state
 import (
 	"fmt"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestOutbox: queued changes keep their order, survive a reopen, are
@@ -40,5 +42,33 @@ func TestOutbox(t *testing.T) {
 	}
 	if n, _ := s.OutboxLen(); n != 2 {
 		t.Errorf("len %d, want 2", n)
+	}
+}
+
+// TestOutboxSequenceAfterCopy: items copied into a fresh bucket (as a
+// salvage does, without the bucket's sequence) are never overwritten by
+// new ones.
+func TestOutboxSequenceAfterCopy(t *testing.T) {
+	s := mustOpen(t)
+	if _, err := s.OutboxAppend([][]byte{[]byte("a"), []byte("b")}, 10); err != nil {
+		t.Fatal(err)
+	}
+	// The salvage's copy: same keys, sequence 0.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketOutbox).SetSequence(0) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OutboxAppend([][]byte{[]byte("c")}, 10); err != nil {
+		t.Fatal(err)
+	}
+	items, err := s.Outbox(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for _, it := range items {
+		got += string(it.Value)
+	}
+	if got != "abc" {
+		t.Errorf("queue %q, want abc", got)
 	}
 }
