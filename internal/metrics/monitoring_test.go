@@ -16,10 +16,9 @@ const (
 	dashboard  = "../../configs/monitoring/smtpban-dashboard.json"
 )
 
-// notYetExported are metrics the shipped rules use before this registry
-// has them: smtpban_cluster_degraded comes with the cluster block (another
-// branch); the rule is inert until it exists. Once Metrics registers it,
-// this entry is not needed (a name found in the registry is fine anyway).
+// notYetExported are metrics the shipped rules use that this registry
+// does not have: smtpban_cluster_degraded is registered by
+// internal/cluster, only on a daemon with a cluster block.
 var notYetExported = []string{"smtpban_cluster_degraded"}
 
 // promtool finds promtool (Debian's prometheus package); it skips the test
