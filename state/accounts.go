@@ -2,8 +2,10 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -82,8 +84,79 @@ func (s *Store) PutAlert(at time.Time, user string, v []byte) error {
 		if err := b.Put(k, v); err != nil {
 			return fmt.Errorf("put alert of %q: %w", user, err)
 		}
+		// The alert's time is its log line's: a line dated in the
+		// future must not age out every other alert.
+		now := time.Now()
+		if at.Before(now) {
+			now = at
+		}
+		if _, err := pruneAlerts(b, now.Add(-AlertMaxAge), MaxAlerts); err != nil {
+			return fmt.Errorf("put alert of %q: %w", user, err)
+		}
 		return nil
 	})
+}
+
+// Alerts are kept AlertMaxAge, and at most MaxAlerts of them: the age is
+// what an admin looks back over; the count bounds the bucket when a botnet
+// guessing at thousands of names trips an alert for each.
+const (
+	AlertMaxAge = 90 * 24 * time.Hour
+	MaxAlerts   = 10000
+)
+
+// PruneAlerts deletes the alerts older than before and, past keep, the
+// oldest of the rest; it returns how many went. PutAlert prunes with
+// AlertMaxAge and MaxAlerts in its own transaction.
+func (s *Store) PruneAlerts(before time.Time, keep int) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlerts)
+		if b == nil {
+			return nil
+		}
+		var err error
+		n, err = pruneAlerts(b, before, keep)
+		return err
+	})
+	return n, err
+}
+
+// pruneAlerts walks every alert: keys are ordered by account, not by
+// time. At MaxAlerts keys that is a millisecond or so, and alerts are
+// rare.
+func pruneAlerts(b *bolt.Bucket, before time.Time, keep int) (int, error) {
+	type kept struct {
+		t int64
+		k []byte
+	}
+	cut := unixNanos(before)
+	var old [][]byte
+	var rest []kept
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) < 9 || k[len(k)-9] != 0 {
+			continue // not an alert key: not ours to judge
+		}
+		t := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		if t < cut {
+			old = append(old, bytes.Clone(k))
+		} else {
+			rest = append(rest, kept{t, bytes.Clone(k)})
+		}
+	}
+	if len(rest) > keep {
+		slices.SortFunc(rest, func(a, b kept) int { return cmp.Compare(a.t, b.t) })
+		for _, r := range rest[:len(rest)-keep] {
+			old = append(old, r.k)
+		}
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return 0, fmt.Errorf("prune alert %q: %w", k, err)
+		}
+	}
+	return len(old), nil
 }
 
 // Alerts returns user's last max alerts, newest first.
