@@ -46,12 +46,16 @@ const (
 	MaxConns       = 1024
 )
 
-// Stats are the server's counters.
+// Stats are the server's counters: atomics, so that the metrics read
+// them at scrape time and the answer path takes no lock for them.
 type Stats struct {
-	Requests  atomic.Uint64
-	Held      atomic.Uint64
-	Malformed atomic.Uint64
-	Refused   atomic.Uint64 // connections over MaxConns
+	Requests atomic.Uint64 // requests read whole and answered
+	Held     atomic.Uint64 // of those, answered HOLD, DEFER or REJECT
+	// The answers by action; they add up to Requests.
+	Dunno, Hold, Defer, Reject atomic.Uint64
+	Malformed                  atomic.Uint64 // bad requests: no name=value, empty
+	Oversized                  atomic.Uint64 // over MaxLine, MaxRequest or MaxAttrs
+	Refused                    atomic.Uint64 // connections over MaxConns
 }
 
 // Server is the policy service.
@@ -159,7 +163,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		err := readRequest(r, &req, func() { c.SetReadDeadline(time.Now().Add(RequestTimeout)) })
 		if err != nil {
 			if errors.Is(err, errTooLarge) || errors.Is(err, errMalformed) {
-				s.Stats.Malformed.Add(1)
+				if errors.Is(err, errTooLarge) {
+					s.Stats.Oversized.Add(1)
+				} else {
+					s.Stats.Malformed.Add(1)
+				}
 				s.log.Warn("policy service: bad request, closing", "remote", c.RemoteAddr().String(), "err", err)
 				c.SetWriteDeadline(time.Now().Add(time.Second))
 				w.WriteString("action=DUNNO\n\n")
@@ -181,6 +189,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 // Postfix then goes on with its other restrictions.
 func (s *Server) answer(req *Request) string {
 	if req.Request != "smtpd_access_policy" || req.User == "" {
+		s.Stats.Dunno.Add(1)
 		return "action=DUNNO\n\n"
 	}
 	v := s.check.Check(account.Request{
@@ -188,6 +197,7 @@ func (s *Server) answer(req *Request) string {
 		Recipients: req.Recipients,
 	})
 	if !v.Held {
+		s.Stats.Dunno.Add(1)
 		return "action=DUNNO\n\n"
 	}
 	s.Stats.Held.Add(1)
@@ -197,10 +207,13 @@ func (s *Server) answer(req *Request) string {
 	}
 	switch v.Action {
 	case account.Defer:
+		s.Stats.Defer.Add(1)
 		return "action=DEFER_IF_PERMIT 4.7.1 " + text + "\n\n"
 	case account.Reject:
+		s.Stats.Reject.Add(1)
 		return "action=REJECT 5.7.1 " + text + "\n\n"
 	}
+	s.Stats.Hold.Add(1)
 	return "action=HOLD " + text + "\n\n"
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,6 +113,12 @@ func TestAnswers(t *testing.T) {
 					t.Errorf("%q: answer %q, want %q", tc.user, got, tc.want)
 				}
 			}
+			// The metrics read these: each answer counted once, by action.
+			st := &s.Stats
+			got := []uint64{st.Requests.Load(), st.Held.Load(), st.Dunno.Load(), st.Hold.Load(), st.Defer.Load(), st.Reject.Load()}
+			if want := []uint64{6, 3, 3, 1, 1, 1}; !slices.Equal(got, want) {
+				t.Errorf("requests, held, dunno, hold, defer, reject = %v, want %v", got, want)
+			}
 		})
 	}
 	ch.mu.Lock()
@@ -158,8 +165,12 @@ func TestBadInput(t *testing.T) {
 	if got := c.ask(t, request("mallory", "192.0.2.9")); got != "action=HOLD held for review\n" {
 		t.Errorf("answer %q", got)
 	}
-	if n := s.Stats.Malformed.Load(); n != 5 {
-		t.Errorf("malformed = %d, want 5", n)
+	if m, o := s.Stats.Malformed.Load(), s.Stats.Oversized.Load(); m != 2 || o != 3 {
+		t.Errorf("malformed, oversized = %d, %d; want 2, 3", m, o)
+	}
+	// A bad request is not an answer: only mallory's HOLD is.
+	if r, d, h := s.Stats.Requests.Load(), s.Stats.Dunno.Load(), s.Stats.Hold.Load(); r != 1 || d != 0 || h != 1 {
+		t.Errorf("requests, dunno, hold = %d, %d, %d; want 1, 0, 1", r, d, h)
 	}
 }
 
