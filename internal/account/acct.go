@@ -18,6 +18,11 @@ const (
 	LimitGuessedLogin      = "login_from_guessing_network"
 )
 
+// LimitNames lists every limit name, so that each metric series exists from
+// the start.
+var LimitNames = []string{LimitMessagesPerHour, LimitMessagesPerDay, LimitRecipientsPerHour, LimitAddressesPerHour,
+	LimitNetworksPerHour, LimitNewNetwork, LimitGuessing, LimitGuessedLogin}
+
 // Bounds on what one account keeps: past them the oldest goes. A small
 // organisation's account is far below them; one that reaches them has
 // long since tripped a limit.

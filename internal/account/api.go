@@ -165,6 +165,9 @@ func (w *Watch) Release(user string) (Release, error) {
 	}
 	r := Release{User: user, WasHeld: a.Held, QueueIDs: slices.Clone(a.HeldIDs), Banned: slices.Clone(a.Banned)}
 	r.Commands = PostsuperCommands(r.QueueIDs)
+	if a.Held {
+		w.held--
+	}
 	a.Held, a.HeldAt, a.HeldWhy, a.HeldAction = false, 0, "", ""
 	a.HeldIDs, a.Banned, a.Sends = nil, nil, nil
 	a.Fails, a.GNets, a.Guessed = nil, nil, 0

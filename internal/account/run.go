@@ -84,6 +84,7 @@ func (w *Watch) do(ctx context.Context, j job) {
 		d := w.set.BanTime
 		w.mu.Unlock()
 		banned, err := w.banner.BanAccount(ctx, j.ban, d)
+		w.banned.Add(uint64(len(banned)))
 		if err != nil {
 			w.log.Warn("ban account's addresses", "addresses", len(j.ban), "banned", len(banned), "err", err)
 		}
@@ -184,6 +185,12 @@ func (w *Watch) Restore() (int, error) {
 		a.last = max(a.last, a.Created, a.HeldAt)
 		w.accounts[u] = a
 		n++
+	}
+	w.held = 0
+	for _, a := range w.accounts {
+		if a.Held {
+			w.held++
+		}
 	}
 	return n, nil
 }

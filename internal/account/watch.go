@@ -8,9 +8,11 @@ package account
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"smtpban/internal/logline"
@@ -57,6 +59,10 @@ type Watch struct {
 	deleted  []string // accounts forgotten since the last save
 	jobs     chan job
 	dropped  uint64 // jobs dropped because the queue was full
+	held     int    // accounts held now, kept at each change for the metrics
+	alerts   map[string]uint64
+
+	banned atomic.Uint64 // addresses banned, counted by Run
 }
 
 // job is slow work for Run: an alert to keep, addresses to ban, the hook.
@@ -77,6 +83,11 @@ func New(o Options) *Watch {
 		log: o.Logger, now: o.Now, banner: o.Banner, store: o.Store, host: o.Host,
 		accounts: map[string]*acct{},
 		jobs:     make(chan job, 4096),
+		alerts:   map[string]uint64{},
+	}
+	// Every limit's series exists from the start, at 0.
+	for _, l := range LimitNames {
+		w.alerts[l] = 0
 	}
 	w.SetSettings(o.Settings)
 	return w
@@ -277,6 +288,10 @@ func (w *Watch) check(user string, a *acct, addr netip.Addr, now int64) {
 // trip holds user's account, queues the alert and the bans. The caller
 // holds mu.
 func (w *Watch) trip(user string, a *acct, lim Limits, now int64, al Alert, ban []netip.Addr) {
+	if !a.Held {
+		w.held++
+	}
+	w.alerts[al.Limit]++
 	a.Held, a.HeldAt, a.HeldWhy, a.HeldAction = true, now, al.Limit, lim.Action.String()
 	a.dirty = true
 	var fresh []netip.Addr
@@ -335,6 +350,7 @@ func (w *Watch) fail(ev Event, now int64) {
 		Addresses: addrs,
 		Detail:    "distinct addresses failing to log in as this account; a login from their networks will hold it",
 	}
+	w.alerts[LimitGuessing]++
 	w.log.Warn("account under distributed guessing", "user", ev.User, "addresses", n)
 	w.queue(job{alert: &al, ban: fresh})
 }
@@ -364,4 +380,20 @@ func (w *Watch) users() []string {
 	}
 	sort.Strings(us)
 	return us
+}
+
+// Stats are the watch's figures for the metrics.
+type Stats struct {
+	Held    int               // accounts held now
+	Alerts  map[string]uint64 // alerts since start, by limit
+	Banned  uint64            // addresses banned for accounts since start
+	Dropped uint64            // alerts or bans dropped: the queue to Run was full
+}
+
+// Stats copies the figures under mu: a few words and a map of one entry
+// per limit, never a walk over the accounts.
+func (w *Watch) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Stats{Held: w.held, Alerts: maps.Clone(w.alerts), Banned: w.banned.Load(), Dropped: w.dropped}
 }

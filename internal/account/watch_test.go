@@ -65,7 +65,11 @@ func (b *fakeBanner) BanAccount(_ context.Context, addrs []netip.Addr, _ time.Du
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.banned = append(b.banned, addrs...)
-	return nil, nil
+	var out []netip.Prefix
+	for _, a := range addrs {
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func (b *fakeBanner) list() []netip.Addr {
@@ -505,4 +509,57 @@ func TestEstablishedNetworkNotBanned(t *testing.T) {
 	if !slices.Equal(got, []netip.Addr{netip.MustParseAddr("203.0.113.9")}) {
 		t.Errorf("banned %v, want only 203.0.113.9", got)
 	}
+}
+
+// TestStats: the figures the metrics read follow holds, releases, a
+// restart, alerts by limit and the addresses banned.
+func TestStats(t *testing.T) {
+	s := DefaultSettings()
+	s.GuessAddresses = 3
+	s.Rules = []Rule{{Pattern: "*", Limits: Limits{MessagesPerHour: 2}}}
+	h := newHarness(t, s)
+	want := func(held int, alerts map[string]uint64, banned uint64) {
+		t.Helper()
+		st := h.w.Stats()
+		if st.Held != held || st.Banned != banned || st.Dropped != 0 {
+			t.Errorf("held, banned, dropped = %d, %d, %d; want %d, %d, 0", st.Held, st.Banned, st.Dropped, held, banned)
+		}
+		for _, l := range LimitNames {
+			if st.Alerts[l] != alerts[l] {
+				t.Errorf("alerts[%s] = %d, want %d", l, st.Alerts[l], alerts[l])
+			}
+		}
+		if len(st.Alerts) != len(LimitNames) {
+			t.Errorf("alerts has %d limits, want every one of %d: %v", len(st.Alerts), len(LimitNames), st.Alerts)
+		}
+	}
+	want(0, nil, 0)
+	for i := range 3 {
+		h.submit(fmt.Sprint("Q", i), "alice", fmt.Sprintf("192.0.2.%d", i+1))
+	}
+	h.submit("Q9", "alice", "192.0.2.1") // held already: no second alert
+	h.work()
+	want(1, map[string]uint64{LimitMessagesPerHour: 1}, 3)
+	for i := range 3 {
+		h.ev(Event{Kind: Fail, User: "bob", Addr: netip.MustParseAddr(fmt.Sprintf("10.79.1.%d", i+1))})
+	}
+	h.work()
+	want(1, map[string]uint64{LimitMessagesPerHour: 1, LimitGuessing: 1}, 6)
+	if err := h.w.Save(); err != nil {
+		t.Fatal(err)
+	}
+	// A restart keeps the hold; the counters start again.
+	h.w = New(Options{Settings: s, Now: h.clock.now, Store: h.store, Banner: h.banner})
+	if _, err := h.w.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	want(1, nil, 0)
+	if _, err := h.w.Release("alice"); err != nil {
+		t.Fatal(err)
+	}
+	want(0, nil, 0)
+	if _, err := h.w.Release("alice"); err != nil { // twice: still 0
+		t.Fatal(err)
+	}
+	want(0, nil, 0)
 }
