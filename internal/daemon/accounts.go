@@ -9,6 +9,7 @@ import (
 	"smtpban/internal/account"
 	"smtpban/internal/config"
 	"smtpban/internal/control"
+	"smtpban/internal/metrics"
 	"smtpban/internal/policy"
 	"smtpban/internal/source"
 	"smtpban/state"
@@ -26,6 +27,22 @@ func (d *Daemon) newAccounts(cfg *config.Config, store *state.Store) {
 	if cfg.Policy != "" {
 		d.policy = policy.New(cfg.Policy, d.accounts, d.log.With("part", "policy"))
 	}
+	d.metrics.WatchAccounts(d.accountStats)
+}
+
+// accountStats is the account metrics' view, read at each scrape: the
+// watch's figures under its short lock, the policy service's atomics
+// without any, and never mu.
+func (d *Daemon) accountStats() metrics.AccountStats {
+	st := d.accounts.Stats()
+	s := metrics.AccountStats{Held: st.Held, Alerts: st.Alerts, Banned: st.Banned, Dropped: st.Dropped}
+	if p := d.policy; p != nil {
+		s.Policy = &metrics.PolicyStats{
+			Dunno: p.Stats.Dunno.Load(), Hold: p.Stats.Hold.Load(), Defer: p.Stats.Defer.Load(), Reject: p.Stats.Reject.Load(),
+			Malformed: p.Stats.Malformed.Load(), Oversized: p.Stats.Oversized.Load(), Refused: p.Stats.Refused.Load(),
+		}
+	}
+	return s
 }
 
 // accountLine gives a line to the account watch, if it reads its source.

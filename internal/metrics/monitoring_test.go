@@ -65,8 +65,8 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// exported gathers every metric family name a daemon with one source and
-// one jail exports.
+// exported gathers every metric family name a daemon with one source, one
+// jail, the account watch and the policy service exports.
 func exported(t *testing.T) []string {
 	t.Helper()
 	m := New(Options{Version: "dev", View: &fakeView{
@@ -77,6 +77,9 @@ func exported(t *testing.T) []string {
 	m.Expired("postfix-sasl", "mx1")
 	m.Resync("start")
 	m.Checkpoint(time.Millisecond, nil)
+	m.WatchAccounts(func() AccountStats {
+		return AccountStats{Alerts: map[string]uint64{"messages_per_hour": 0}, Policy: &PolicyStats{}}
+	})
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
