@@ -1,12 +1,14 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -181,7 +183,10 @@ func checkRecords(tx *bolt.Tx) error {
 	})
 }
 
-// readEveryPage visits every key of every bucket, nested ones too.
+// decodedBuckets are the buckets checkRecords reads through already.
+var decodedBuckets = [][]byte{bucketBans, bucketExpiry, bucketHistory, bucketWindows, bucketShards}
+
+// readEveryPage visits every key of every other bucket, nested ones too.
 func readEveryPage(tx *bolt.Tx) error {
 	var walk func(name []byte, b *bolt.Bucket) error
 	walk = func(name []byte, b *bolt.Bucket) error {
@@ -196,6 +201,9 @@ func readEveryPage(tx *bolt.Tx) error {
 		})
 	}
 	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if slices.ContainsFunc(decodedBuckets, func(d []byte) bool { return bytes.Equal(d, name) }) {
+			return nil
+		}
 		if err := walk(name, b); err != nil {
 			return fmt.Errorf("bucket %s: %w", name, err)
 		}

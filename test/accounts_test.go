@@ -63,16 +63,10 @@ type accountSummary struct {
 
 func (d *daemon) accounts(t *testing.T) []accountSummary {
 	t.Helper()
-	out, errOut, code := d.client("accounts", "-json")
-	if code != 0 {
-		t.Fatalf("smtpban accounts -json: exit %d: %s", code, errOut)
-	}
 	var r struct {
 		Accounts []accountSummary `json:"accounts"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("smtpban accounts -json: %v\n%s", err, out)
-	}
+	d.clientJSON(t, &r, "accounts")
 	return r.Accounts
 }
 

@@ -189,17 +189,25 @@ type apiBan struct {
 
 func (d *daemon) bans(t *testing.T) []apiBan {
 	t.Helper()
-	out, errOut, code := d.client("bans", "-json")
-	if code != 0 {
-		t.Fatalf("smtpban bans -json: exit %d: %s", code, errOut)
-	}
 	var resp struct {
 		Bans []apiBan `json:"bans"`
 	}
-	if err := json.Unmarshal([]byte(out), &resp); err != nil {
-		t.Fatalf("smtpban bans -json: %v\n%s", err, out)
-	}
+	d.clientJSON(t, &resp, "bans")
 	return resp.Bans
+}
+
+// clientJSON runs `smtpban ARGS -json`, fails the test unless it exits 0
+// with JSON, and decodes that into v.
+func (d *daemon) clientJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	args = append(args, "-json")
+	out, errOut, code := d.client(args...)
+	if code != 0 {
+		t.Fatalf("smtpban %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("smtpban %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 func (d *daemon) banned(t *testing.T, prefix string) (apiBan, bool) {

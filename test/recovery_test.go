@@ -66,12 +66,9 @@ func (d *daemon) state(t *testing.T) stateStatus {
 	var st struct {
 		State *stateStatus `json:"state"`
 	}
-	out, errOut, code := d.client("status", "-json")
-	if code != 0 {
-		t.Fatalf("smtpban status -json: exit %d: %s", code, errOut)
-	}
-	if err := jsonUnmarshal(out, &st); err != nil || st.State == nil {
-		t.Fatalf("status -json has no state: %v\n%s", err, out)
+	d.clientJSON(t, &st, "status")
+	if st.State == nil {
+		t.Fatal("status -json has no state")
 	}
 	return *st.State
 }
